@@ -1,0 +1,10 @@
+//! everestctl-api: a REST API and durable job runner for managing Percona Everest tenants.
+//!
+//! Layering (see `docs/design.md` of the project): `http` validates requests into `domain` types
+//! and talks to `store`; `worker` claims jobs from `store` and runs their steps through `exec`
+//! with argv built by `everest`. HTTP never runs SQL or spawns processes; SQL lives only in
+//! `store`; the worker knows nothing of HTTP.
+
+pub mod domain;
+pub mod everest;
+pub mod exec;
