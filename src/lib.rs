@@ -8,3 +8,5 @@
 pub mod domain;
 pub mod everest;
 pub mod exec;
+pub mod config;
+pub mod store;

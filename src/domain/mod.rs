@@ -1,5 +1,46 @@
 //! Validated domain types: names, secrets, job kinds, their inputs and the plan of steps.
+//! Nothing here does I/O.
 
+mod bootstrap;
+mod job;
+mod names;
 mod resources;
 
+pub use bootstrap::{BootstrapInput, BootstrapRequest, OperatorsRequest, ResourcesRequest, Rules};
+pub use job::{JobError, JobKind, JobStatus, StepName};
+pub use names::{Namespace, NamespacePolicy, Password, Username};
 pub use resources::{Operators, Resources};
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A validated job, ready to be stored: its kind, resolved inputs (no secrets) and secret.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: JobKind,
+    pub username: Option<String>,
+    pub namespace: Option<String>,
+    pub inputs: serde_json::Value,
+    pub password: Option<Password>,
+    /// True when the service generated the password (it is then returned once via the result).
+    pub password_generated: bool,
+}
+
+impl Plan {
+    pub fn steps(&self) -> &'static [StepName] {
+        self.kind.steps()
+    }
+}
+
+#[cfg(test)]
+mod tests;

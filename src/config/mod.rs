@@ -1,0 +1,122 @@
+//! Configuration: embedded defaults, then an optional TOML file, then the environment.
+//!
+//! Every key has the name of its environment variable (lower-cased in the TOML file). The raw
+//! values are extracted with figment and then validated once into [`Settings`], whose errors say
+//! which key is wrong and how to fix it.
+
+mod keys;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+
+use crate::domain::{NamespacePolicy, Operators};
+pub use keys::ApiKey;
+pub use raw::RawConfig;
+
+/// How the RBAC step writes policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RbacMode {
+    /// Write the policy to a temp file and run this command (`{file}` replaced by the path).
+    Command(String),
+    /// Record `rbac_applied: false` and change nothing.
+    Skip,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Validated configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_keys: Vec<ApiKey>,
+    pub listen: SocketAddr,
+    /// Path of the SQLite database file.
+    pub database_path: PathBuf,
+    pub everestctl_bin: String,
+    pub kubectl_bin: String,
+    pub subprocess_timeout: Duration,
+    pub namespace_timeout: Duration,
+    pub max_output_chars: usize,
+    pub rbac: RbacMode,
+    pub default_operators: Operators,
+    pub namespace_policy: NamespacePolicy,
+    pub worker_concurrency: usize,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub shutdown_grace: Duration,
+    pub kill_grace: Duration,
+    pub job_retention_days: u32,
+    pub credentials_ttl: Duration,
+    pub log_format: LogFormat,
+}
+
+/// A configuration error, phrased for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        ConfigError(format!(
+            "{} ({}): {problem}. {}",
+            key.to_ascii_uppercase(),
+            key,
+            keys::hint(key)
+        ))
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given; it must exist), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(figment(file)?)
+    }
+
+    /// Validates the values of an already layered figment (tests build one directly).
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let raw: RawConfig = figment.extract().map_err(describe_figment_error)?;
+        raw.validate()
+    }
+}
+
+/// The layered providers: defaults → optional TOML file → environment.
+pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError(format!(
+                "config file {} does not exist; pass an existing TOML file to --config",
+                path.display()
+            )));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    Ok(figment.merge(Env::raw().only(raw::ENV_KEYS)))
+}
+
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| m.name.to_string())
+        .unwrap_or_default();
+    let problem = format!("{}{}", error.kind, if source.is_empty() { String::new() } else { format!(" (from {source})") });
+    match error.path.first() {
+        Some(key) => ConfigError::key(key, problem),
+        None => ConfigError(problem),
+    }
+}
+
+#[cfg(test)]
+mod tests;

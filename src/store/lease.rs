@@ -1,0 +1,161 @@
+//! Claiming jobs, keeping and losing leases, and recovering after a crash.
+
+use std::time::Duration;
+
+use sqlx::{Sqlite, Transaction};
+
+use super::read::JOB_COLUMNS;
+use super::{Claimed, JobRecord, Result, Store, event, ms, now_ms};
+
+/// Proof that a worker holds a job: every fenced write names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: String,
+    pub owner: String,
+    /// The job's claim counter at the time of this claim.
+    pub attempt: i64,
+}
+
+/// A job found leased by a previous process of this host and put back in the queue.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub job_id: String,
+    pub previous_owner: String,
+}
+
+impl Store {
+    /// Claims the job that is due first (queued and due, or running with an expired lease) with
+    /// one atomic `UPDATE … RETURNING`, and loads what the worker needs to run it.
+    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claimed>> {
+        let mut tx = self.begin_immediate().await?;
+        let now = now_ms();
+        let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, previous_owner = lease_owner,
+                    lease_owner = ?1, lease_expires_at = ?2, started_at = COALESCE(started_at, ?3),
+                    updated_at = ?3
+             WHERE id = (SELECT id FROM (
+                    SELECT id, due FROM (SELECT id, run_at AS due FROM jobs
+                        WHERE status = 'queued' AND run_at <= ?3 ORDER BY run_at, id LIMIT 1)
+                    UNION ALL
+                    SELECT id, due FROM (SELECT id, lease_expires_at AS due FROM jobs
+                        WHERE status = 'running' AND lease_expires_at <= ?3 ORDER BY lease_expires_at LIMIT 1)
+                 ) ORDER BY due LIMIT 1)
+             RETURNING id, attempt, previous_owner",
+        )
+        .bind(worker)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((job_id, attempt, previous_owner)) = claimed else {
+            return Ok(None);
+        };
+        if let Some(previous) = &previous_owner {
+            let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
+            let detail = format!("lease of {previous} expired; {interrupted} running attempt(s) marked interrupted");
+            event(&mut tx, &job_id, "lease_expired", Some(attempt - 1), Some(previous), Some(&detail)).await?;
+        }
+        event(&mut tx, &job_id, "claimed", Some(attempt), Some(worker), None).await?;
+        let job: JobRecord = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(&job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let password: Option<String> = sqlx::query_scalar(
+            "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(&job_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        tx.commit().await?;
+        let steps = self.steps(&job_id).await?;
+        let lease = Lease { job_id, owner: worker.to_string(), attempt };
+        Ok(Some(Claimed { lease, job, steps, password }))
+    }
+
+    /// Extends the lease; `false` means it was lost (expired and taken, or the job left `running`).
+    pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(now + ms(duration))
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(lease.attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts back in the queue, at once, the jobs that earlier processes of this host left
+    /// running: their owner is dead, so there is no need to wait for the lease to expire.
+    pub async fn recover_host(&self, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
+        let mut tx = self.begin_immediate().await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, lease_owner, attempt FROM jobs WHERE status = 'running'
+               AND substr(lease_owner, 1, length(?1)) = ?1 AND lease_owner <> ?2",
+        )
+        .bind(host_prefix)
+        .bind(me)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut recovered = Vec::with_capacity(rows.len());
+        for (job_id, owner, attempt) in rows {
+            let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
+            requeue(&mut tx, &job_id).await?;
+            let detail = format!(
+                "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
+            );
+            event(&mut tx, &job_id, "recovered", Some(attempt), Some(me), Some(&detail)).await?;
+            recovered.push(Recovered { job_id, previous_owner: owner });
+        }
+        tx.commit().await?;
+        Ok(recovered)
+    }
+
+    /// The earliest time something becomes claimable (a queued job's `run_at` or a lease expiry).
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status = 'queued'
+                               UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE status = 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// Marks the job's unfinished attempts `interrupted` and their steps `pending` again.
+pub(super) async fn interrupt_attempts(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<u64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE step_attempts SET outcome = 'interrupted', error_kind = 'interrupted', finished_at = ?1,
+                duration_ms = ?1 - started_at
+         WHERE job_id = ?2 AND outcome IS NULL",
+    )
+    .bind(now)
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE job_steps SET status = 'pending' WHERE job_id = ? AND status = 'running'")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Returns a job to the queue, due now, without an owner.
+pub(super) async fn requeue(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE jobs SET status = 'queued', run_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = ?1
+         WHERE id = ?2",
+    )
+    .bind(now)
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

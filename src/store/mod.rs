@@ -1,0 +1,136 @@
+//! All SQL of the service: the SQLite database, its migrations, and small documented functions
+//! for jobs, steps, attempts, events, leases and secrets.
+//!
+//! Every worker write about a job is *fenced*: it runs in a transaction whose first statement
+//! touches the job row only if the writer still holds the lease of that claim
+//! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
+
+mod lease;
+mod model;
+mod read;
+mod run;
+mod submit;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use lease::{Lease, Recovered};
+pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
+pub use run::{AttemptEnd, JobEnd, StepEnd};
+pub use submit::Submitted;
+
+/// A store error. Callers treat it as "the database is unavailable right now".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating it and its folder if missing) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the 202 that acknowledges it is sent.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+            .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await?;
+        restrict_permissions(path);
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Answers when the database can run a query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), for
+    /// read-then-write sequences that must not be interleaved with another writer.
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The database holds passwords until they expire: only the service's user may read it.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        // Best effort: the file may live on a filesystem without Unix permissions.
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// Appends an audit event in the caller's transaction.
+async fn event(
+    tx: &mut Transaction<'_, Sqlite>,
+    job_id: &str,
+    kind: &str,
+    attempt: Option<i64>,
+    worker: Option<&str>,
+    detail: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO job_events (job_id, at, type, attempt, worker, detail) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(job_id)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(attempt)
+        .bind(worker)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! Rows as the store returns them, and the shape of a new job.
+
+use sqlx::FromRow;
+
+use super::Lease;
+
+/// A job to insert: everything validation produced, plus who asked.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: String,
+    pub inputs: String,
+    pub username: Option<String>,
+    pub namespace: Option<String>,
+    pub steps: Vec<String>,
+    pub submitted_by: String,
+    pub request_id: String,
+    /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
+    pub idempotency: Option<(String, String)>,
+    /// `(password, generated)` when the job sets a password.
+    pub secret: Option<(String, bool)>,
+}
+
+/// One row of `jobs`.
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub inputs: String,
+    pub username: Option<String>,
+    pub namespace: Option<String>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub submitted_by: String,
+    pub request_id: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+    pub attempt: i64,
+    pub run_at: i64,
+    pub lease_owner: Option<String>,
+    pub cancel_requested: bool,
+    pub current_step: Option<String>,
+}
+
+/// One row of `job_steps`.
+#[derive(Debug, Clone, FromRow)]
+pub struct StepRecord {
+    pub position: i64,
+    pub name: String,
+    pub status: String,
+    pub attempts: i64,
+    pub failures: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub output: Option<String>,
+}
+
+/// One row of `step_attempts`.
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRecord {
+    pub id: i64,
+    pub position: i64,
+    pub step: String,
+    pub attempt: i64,
+    pub job_attempt: i64,
+    pub worker: String,
+    pub command: Option<String>,
+    pub stdin_preview: Option<String>,
+    pub outcome: Option<String>,
+    pub error_kind: Option<String>,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// One row of `job_events`.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRecord {
+    pub at: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub attempt: Option<i64>,
+    pub worker: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The secret of a job.
+#[derive(Debug, Clone, FromRow)]
+pub struct SecretRecord {
+    pub password: Option<String>,
+    pub generated: bool,
+    pub expires_at: Option<i64>,
+}
+
+/// A job this worker now holds the lease of.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub job: JobRecord,
+    pub steps: Vec<StepRecord>,
+    /// The password the job sets, if it has one and it has not expired.
+    pub password: Option<String>,
+}

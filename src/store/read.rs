@@ -1,0 +1,89 @@
+//! Reads for the API: a job, its steps, attempts, events and secret.
+
+use super::{AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms};
+
+pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namespace, summary, error, \
+    submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
+    lease_owner, cancel_requested, current_step";
+const STEP_COLUMNS: &str =
+    "position, name, status, attempts, failures, started_at, finished_at, exit_code, output";
+const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
+    outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
+
+impl Store {
+    /// The job with this id, if any.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The steps of a job, in order.
+    pub async fn steps(&self, job_id: &str) -> Result<Vec<StepRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every attempt of every step of a job, oldest first.
+    pub async fn attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM step_attempts WHERE job_id = ? ORDER BY id"
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The last attempt of each step of a job.
+    pub async fn last_attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM step_attempts WHERE id IN
+               (SELECT MAX(id) FROM step_attempts WHERE job_id = ? GROUP BY position)
+             ORDER BY position"
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The audit events of a job, oldest first.
+    pub async fn events(&self, job_id: &str) -> Result<Vec<EventRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT at, type, attempt, worker, detail FROM job_events WHERE job_id = ? ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The job's secret; the password is `None` once expired, even before the purge ran.
+    pub async fn secret(&self, job_id: &str) -> Result<Option<SecretRecord>> {
+        let secret: Option<SecretRecord> =
+            sqlx::query_as("SELECT password, generated, expires_at FROM job_secrets WHERE job_id = ?")
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(secret.map(|mut s| {
+            if s.expires_at.is_some_and(|e| e <= now_ms()) {
+                s.password = None;
+            }
+            s
+        }))
+    }
+
+    /// Erases passwords whose time is up; returns how many were erased.
+    pub async fn purge_expired_secrets(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE job_secrets SET password = NULL WHERE password IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

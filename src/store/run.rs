@@ -1,0 +1,250 @@
+//! Fenced writes of a worker running a job: attempts, step results and the job's end.
+
+use std::time::Duration;
+
+use sqlx::{Sqlite, Transaction};
+
+use super::{Lease, Result, Store, event, ms, now_ms};
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    /// `succeeded`, `failed`, `timed_out`, `interrupted` or `canceled`.
+    pub outcome: &'static str,
+    /// `transient`, `permanent`, `not_found`, ... for failures.
+    pub error_kind: Option<String>,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: i64,
+}
+
+/// What the attempt means for its step.
+#[derive(Debug, Clone)]
+pub enum StepEnd {
+    /// Done; `output` is step-specific JSON.
+    Succeeded { output: Option<String> },
+    /// Will run again; `counted` when the attempt counts against `MAX_ATTEMPTS`.
+    Pending { counted: bool },
+    Failed,
+}
+
+/// What the attempt means for its job.
+#[derive(Debug, Clone)]
+pub enum JobEnd {
+    /// Go on with the next step under the same lease.
+    Continue,
+    /// Back to the queue until `delay` has passed.
+    Retry { delay: Duration, reason: String },
+    Succeeded { summary: String },
+    /// `error` is the JSON of the job's error.
+    Failed { error: String, summary: String },
+}
+
+impl Store {
+    /// Records that a step attempt starts; `None` when the lease is lost.
+    pub async fn start_attempt(
+        &self,
+        lease: &Lease,
+        position: i64,
+        step: &str,
+        command: &str,
+        stdin_preview: Option<&str>,
+        summary: &str,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        if !fence(&mut tx, lease).await? {
+            return Ok(None);
+        }
+        let now = now_ms();
+        sqlx::query("UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?")
+            .bind(step)
+            .bind(summary)
+            .bind(&lease.job_id)
+            .execute(&mut *tx)
+            .await?;
+        let attempt: i64 = sqlx::query_scalar(
+            "UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
+             WHERE job_id = ? AND position = ? RETURNING attempts",
+        )
+        .bind(now)
+        .bind(&lease.job_id)
+        .bind(position)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&lease.job_id)
+        .bind(position)
+        .bind(step)
+        .bind(attempt)
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(command)
+        .bind(stdin_preview)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let detail = format!("{step} attempt {attempt}: {command}");
+        event(&mut tx, &lease.job_id, "step_started", Some(lease.attempt), Some(&lease.owner), Some(&detail)).await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// Records the end of an attempt, its step and what follows for the job, atomically.
+    /// Returns `false` (and writes nothing) when the lease is lost.
+    pub async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        attempt_id: i64,
+        attempt: &AttemptEnd,
+        step: &StepEnd,
+        job: &JobEnd,
+        secret_ttl: Duration,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !fence(&mut tx, lease).await? {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let (position, name): (i64, String) = sqlx::query_as(
+            "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
+                    finished_at = ?, duration_ms = ?
+             WHERE id = ? AND job_id = ? RETURNING position, step",
+        )
+        .bind(attempt.outcome)
+        .bind(&attempt.error_kind)
+        .bind(attempt.exit_code)
+        .bind(&attempt.stdout)
+        .bind(&attempt.stderr)
+        .bind(now)
+        .bind(attempt.duration_ms)
+        .bind(attempt_id)
+        .bind(&lease.job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (status, output, counted) = match step {
+            StepEnd::Succeeded { output } => ("succeeded", output.clone(), false),
+            StepEnd::Pending { counted } => ("pending", None, *counted),
+            StepEnd::Failed => ("failed", None, true),
+        };
+        sqlx::query(
+            "UPDATE job_steps SET status = ?, exit_code = ?, output = COALESCE(?, output),
+                    failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed') THEN ? END
+             WHERE job_id = ? AND position = ?",
+        )
+        .bind(status)
+        .bind(attempt.exit_code)
+        .bind(output)
+        .bind(i64::from(counted))
+        .bind(status)
+        .bind(now)
+        .bind(&lease.job_id)
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        let detail = format!("{name}: {}", attempt.outcome);
+        event(&mut tx, &lease.job_id, "step_finished", Some(lease.attempt), Some(&lease.owner), Some(&detail)).await?;
+        end_job(&mut tx, lease, job, secret_ttl).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends a job without an attempt (nothing left to run, or a step that could not start).
+    pub async fn finish_job(&self, lease: &Lease, job: &JobEnd, secret_ttl: Duration) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !fence(&mut tx, lease).await? {
+            return Ok(false);
+        }
+        end_job(&mut tx, lease, job, secret_ttl).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Failed/timed-out attempts of this step in this job that may have changed the cluster
+    /// before failing, i.e. anything but a clean, classified permanent failure.
+    pub async fn step_may_have_run(&self, job_id: &str, position: i64, before: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM step_attempts WHERE job_id = ? AND position = ? AND id < ?
+               AND (outcome IN ('interrupted', 'timed_out', 'canceled') OR error_kind = 'transient')",
+        )
+        .bind(job_id)
+        .bind(position)
+        .bind(before)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
+
+/// The first statement of every fenced transaction: it writes the job row only if this lease
+/// still holds, which also takes SQLite's write lock before anything else is read.
+async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
+    )
+    .bind(now_ms())
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .bind(lease.attempt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn end_job(tx: &mut Transaction<'_, Sqlite>, lease: &Lease, end: &JobEnd, ttl: Duration) -> Result<()> {
+    let now = now_ms();
+    let (id, owner, attempt) = (&lease.job_id, Some(lease.owner.as_str()), Some(lease.attempt));
+    match end {
+        JobEnd::Continue => {}
+        JobEnd::Retry { delay, reason } => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', run_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+            )
+            .bind(now + ms(*delay))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            let detail = format!("retry in {:.1}s: {reason}", delay.as_secs_f64());
+            event(tx, id, "retry_scheduled", attempt, owner, Some(&detail)).await?;
+        }
+        JobEnd::Succeeded { summary } | JobEnd::Failed { summary, .. } => {
+            let (status, error) = match end {
+                JobEnd::Failed { error, .. } => ("failed", Some(error.as_str())),
+                _ => ("succeeded", None),
+            };
+            sqlx::query(
+                "UPDATE jobs SET status = ?, summary = ?, error = ?, finished_at = ?, current_step = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ?",
+            )
+            .bind(status)
+            .bind(summary)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE job_steps SET status = 'skipped' WHERE job_id = ? AND status = 'pending'")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            // A password the client chose is not needed once the job succeeded; a generated one
+            // stays retrievable for the TTL.
+            sqlx::query(
+                "UPDATE job_secrets SET expires_at = ?,
+                        password = CASE WHEN ? = 'succeeded' AND generated = 0 THEN NULL ELSE password END
+                 WHERE job_id = ?",
+            )
+            .bind(now + ms(ttl))
+            .bind(status)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            event(tx, id, "finished", attempt, owner, Some(&format!("{status}: {summary}"))).await?;
+        }
+    }
+    Ok(())
+}
