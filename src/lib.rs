@@ -8,5 +8,10 @@
 pub mod domain;
 pub mod everest;
 pub mod exec;
+pub mod app;
 pub mod config;
 pub mod store;
+pub mod plan;
+pub mod worker;
+pub mod http;
+pub mod passthrough;

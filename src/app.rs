@@ -1,0 +1,112 @@
+//! Assembles the service: database, worker pool and HTTP server, with a shutdown future.
+//! `main` and the tests both start it through [`serve`].
+
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::worker::Worker;
+
+/// Takes the exclusive lock that makes this process the only one using the database file.
+/// Workers recover jobs of a dead process at once, which is only safe if no other live
+/// process on the same file could be running them.
+pub fn lock_database(db: &Path) -> anyhow::Result<File> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+    }
+    let mut path: PathBuf = db.as_os_str().to_owned().into();
+    path.as_mut_os_string().push(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another everestctl-api process is already using {} (lock {} is held); \
+             run one process per SQLite file",
+            db.display(),
+            path.display()
+        )
+    })?;
+    Ok(file)
+}
+
+/// Opens the database (running migrations) under the instance lock.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, File)> {
+    let lock = lock_database(&settings.database_path)?;
+    let store = Store::open(&settings.database_path)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database_path.display()))?;
+    Ok((store, lock))
+}
+
+/// Runs the service on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let (store, _lock) = open_store(&settings).await?;
+    let wake = Arc::new(Notify::new());
+    let worker = Worker::new(store.clone(), settings.clone(), wake.clone());
+    let recovered = worker.recover().await.context("cannot recover interrupted jobs")?;
+    tracing::info!(worker.id = worker.id(), recovered, addr = %listener.local_addr()?, "everestctl-api started");
+
+    let state = AppState::new(store.clone(), settings.clone(), wake.clone());
+    let stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    let purge_task = tokio::spawn(purge_secrets(store.clone(), settings.credentials_ttl, stop.clone()));
+
+    let shutting_down = state.shutting_down.clone();
+    let stop_on_signal = stop.clone();
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            shutting_down.store(true, Ordering::Relaxed);
+            stop_on_signal.cancel();
+            tracing::info!("shutting down: no new jobs are claimed");
+        })
+        .await
+        .context("the HTTP server failed")?;
+
+    stop.cancel();
+    // Running steps get the grace period; what is still running afterwards is resumed by the
+    // next start of this host (its attempts are recorded as interrupted then).
+    if tokio::time::timeout(settings.shutdown_grace, worker_task).await.is_err() {
+        tracing::warn!("running jobs did not finish within the shutdown grace period");
+    }
+    purge_task.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Erases expired passwords regularly.
+async fn purge_secrets(store: Store, ttl: Duration, stop: CancellationToken) {
+    let period = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match store.purge_expired_secrets().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired generated credentials erased"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge expired credentials"),
+        }
+    }
+}

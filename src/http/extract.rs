@@ -1,0 +1,99 @@
+//! Request extraction with the API's own error envelope: JSON bodies and strict query strings.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::ApiError;
+use crate::domain::FieldError;
+
+/// A JSON body: 415 for another content type, 413 over the limit, 400 for malformed JSON,
+/// 422 (naming the field) for unknown or missing fields and wrong types. Keeps the raw bytes.
+pub struct AppJson<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType("send the body as Content-Type: application/json".into()));
+        }
+        let raw = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::PayloadTooLarge } else { ApiError::BadRequest(e.body_text()) }
+        })?;
+        let value = parse(&raw)?;
+        Ok(AppJson { value, raw })
+    }
+}
+
+fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data => ApiError::Validation(vec![field_error(&path, &inner)]),
+            _ => malformed(&inner),
+        }
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!("malformed JSON: {e}"))
+}
+
+/// Names the field a serde data error is about; unknown/missing fields are named by serde only
+/// in the message (`unknown field `x``), so the name is taken from there.
+fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
+    let text = e.to_string();
+    let message = text.split(" at line ").next().unwrap_or(&text).to_string();
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next());
+    let parent = if path == "." { "" } else { path };
+    let field = match named {
+        Some(name) if parent.is_empty() => name.to_string(),
+        Some(name) => format!("{parent}.{name}"),
+        None if parent.is_empty() => "body".to_string(),
+        None => parent.to_string(),
+    };
+    FieldError::new(field, message)
+}
+
+/// Parses a query string, refusing parameters that are not in `allowed` (400).
+pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&k) {
+            return Err(ApiError::BadRequest(format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", "))));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// A boolean query value: `true`/`false`/`1`/`0`, or absent.
+pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!("{name} must be true or false, not {other:?}"))),
+    }
+}

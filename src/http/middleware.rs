@@ -1,0 +1,85 @@
+//! Request ids, the one log line per request, and admin-key authentication.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id of this request (kept from the client when well-formed, else generated).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The name of the admin key that authenticated the request (never the key itself).
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (1..=128).contains(&s.len()).then_some(())?;
+    s.bytes().all(|b| b.is_ascii_graphic()).then(|| s.to_string())
+}
+
+/// Assigns the request id, echoes it on the response, and logs one line per request.
+pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut response = next.run(req).await;
+    let caller = response.extensions().get::<Caller>().map(|c| c.0.clone()).unwrap_or_default();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    tracing::info!(
+        http.method = %method,
+        http.path = %path,
+        http.status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %id,
+        submitted_by = %caller,
+        "request"
+    );
+    response
+}
+
+/// Accepts `X-Admin-Key: <key>` or `Authorization: Bearer <key>`, compared in constant time
+/// against every configured key.
+pub async fn require_admin_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let presented = headers
+        .get("x-admin-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        })
+        .map(str::trim);
+    // Every key is compared, so the time taken does not tell which one matched.
+    let mut matched = None;
+    if let Some(presented) = presented {
+        for key in &state.settings.api_keys {
+            if key.matches(presented) && matched.is_none() {
+                matched = Some(key.name.clone());
+            }
+        }
+    }
+    let Some(name) = matched else {
+        return ApiError::Unauthorized.into_response();
+    };
+    req.extensions_mut().insert(Caller(name.clone()));
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(Caller(name));
+    response
+}

@@ -1,0 +1,70 @@
+//! The HTTP API: routes, authentication, request ids and the error envelope.
+//! Handlers validate into domain types and call the store or pass-through reads; they never
+//! run SQL or spawn processes themselves.
+
+mod accounts;
+mod bootstrap;
+mod error;
+mod extract;
+mod health;
+mod jobs;
+mod middleware;
+mod submit;
+mod views;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub use error::ApiError;
+
+use crate::config::Settings;
+use crate::domain::Rules;
+use crate::store::Store;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub rules: Arc<Rules>,
+    /// Notified after every accepted job, to wake an idle worker.
+    pub wake: Arc<tokio::sync::Notify>,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(store: Store, settings: Arc<Settings>, wake: Arc<tokio::sync::Notify>) -> Self {
+        let rules = Arc::new(Rules {
+            namespaces: settings.namespace_policy.clone(),
+            default_operators: settings.default_operators,
+        });
+        AppState { store, settings, rules, wake, shutting_down: Arc::new(AtomicBool::new(false)) }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .merge(bootstrap::router())
+        .merge(jobs::router())
+        .merge(accounts::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_admin_key));
+    Router::new()
+        .merge(health::router())
+        .merge(authed)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::NotFound("no such route for this method".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_log))
+        .with_state(state)
+}

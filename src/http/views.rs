@@ -1,0 +1,129 @@
+//! The JSON shapes of jobs, steps and results.
+
+use chrono::{DateTime, SecondsFormat};
+use serde_json::{Value, json};
+
+use crate::store::{AttemptRecord, JobRecord, SecretRecord, StepRecord, now_ms};
+
+/// RFC 3339 in UTC with milliseconds and `Z`.
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn opt_time(ms: Option<i64>) -> Value {
+    ms.map(rfc3339).map(Value::String).unwrap_or(Value::Null)
+}
+
+pub fn status_url(id: &str) -> String {
+    format!("/jobs/{id}")
+}
+
+pub fn result_url(id: &str) -> String {
+    format!("/jobs/{id}/result")
+}
+
+/// The answer to a submission (202, or 200 on an idempotent replay).
+pub fn accepted(job_id: &str, kind: &str, status: &str) -> Value {
+    json!({"job_id": job_id, "kind": kind, "status": status,
+           "status_url": status_url(job_id), "result_url": result_url(job_id)})
+}
+
+/// `GET /jobs/{id}`.
+pub fn job_status(job: &JobRecord, steps: &[StepRecord]) -> Value {
+    let waiting = job.status == "queued" && job.run_at > now_ms();
+    json!({
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "created_at": rfc3339(job.created_at),
+        "started_at": opt_time(job.started_at),
+        "finished_at": opt_time(job.finished_at),
+        "updated_at": rfc3339(job.updated_at),
+        "attempts": job.attempt,
+        "next_attempt_at": if waiting { json!(rfc3339(job.run_at)) } else { Value::Null },
+        "current_step": job.current_step,
+        "summary": job.summary,
+        "error": job.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        "steps": steps.iter().map(step_status).collect::<Vec<_>>(),
+        "submitted_by": job.submitted_by,
+        "request_id": job.request_id,
+        "status_url": status_url(&job.id),
+        "result_url": result_url(&job.id),
+    })
+}
+
+fn step_status(s: &StepRecord) -> Value {
+    json!({"name": s.name, "status": s.status, "attempts": s.attempts,
+           "started_at": opt_time(s.started_at), "finished_at": opt_time(s.finished_at),
+           "exit_code": s.exit_code})
+}
+
+/// One step of a result: its last attempt, plus step-specific output fields.
+fn result_step(s: &StepRecord, last: Option<&AttemptRecord>) -> Value {
+    let mut v = json!({
+        "name": s.name,
+        "status": s.status,
+        "attempts": s.attempts,
+        "command": last.and_then(|a| a.command.clone()),
+        "exit_code": last.and_then(|a| a.exit_code),
+        "stdout": last.map(|a| a.stdout.as_str()).unwrap_or_default(),
+        "stderr": last.map(|a| a.stderr.as_str()).unwrap_or_default(),
+        "started_at": opt_time(last.map(|a| a.started_at)),
+        "finished_at": opt_time(last.and_then(|a| a.finished_at)),
+        "duration_ms": last.and_then(|a| a.duration_ms),
+    });
+    if let Some(Value::Object(extra)) = s.output.as_deref().and_then(|o| serde_json::from_str(o).ok()) {
+        for (k, val) in extra {
+            v[k] = val;
+        }
+    }
+    if s.name == "apply_resource_quota" {
+        if let Some(preview) = last.and_then(|a| a.stdin_preview.clone()) {
+            v["manifest_preview"] = json!(preview);
+        }
+    }
+    v
+}
+
+/// `GET /jobs/{id}/result` of a finished job.
+pub fn job_result(job: &JobRecord, steps: &[StepRecord], last: &[AttemptRecord], secret: Option<&SecretRecord>) -> Value {
+    let steps_json: Vec<Value> = steps
+        .iter()
+        .map(|s| result_step(s, last.iter().find(|a| a.position == s.position)))
+        .collect();
+    let mut body = json!({
+        "job_id": job.id,
+        "kind": job.kind,
+        "overall_status": job.status,
+        "summary": job.summary,
+        "error": job.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        "inputs": serde_json::from_str::<Value>(&job.inputs).unwrap_or(Value::Null),
+        "steps": steps_json,
+    });
+    if job.kind == "bootstrap_user" {
+        body["credentials"] = credentials(job, steps, secret);
+    }
+    body
+}
+
+/// Credentials are shown only when this job created the account; a password only when the
+/// service generated it and it has not expired.
+fn credentials(job: &JobRecord, steps: &[StepRecord], secret: Option<&SecretRecord>) -> Value {
+    let created = steps.iter().any(|s| {
+        s.name == "create_account"
+            && s.status == "succeeded"
+            && s.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()).is_some_and(|o| o["created"] == true)
+    });
+    let (Some(username), true, Some(secret)) = (job.username.as_deref(), created, secret) else {
+        return Value::Null;
+    };
+    if !secret.generated {
+        return json!({"username": username, "password": null, "generated": false});
+    }
+    match &secret.password {
+        Some(p) => json!({"username": username, "password": p, "generated": true}),
+        None => json!({"username": username, "password": null, "generated": true, "expired": true}),
+    }
+}

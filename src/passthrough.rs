@@ -1,0 +1,72 @@
+//! Read-only CLI calls answered directly (not as jobs): `everestctl accounts list`.
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::everest::{self, argv};
+use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
+
+/// Why a pass-through read failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum PassthroughError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The result of a read, with the command that produced it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub data: Value,
+    pub source: String,
+}
+
+/// Runs `everestctl accounts list` and parses its table (sorted by user). If the CLI prints
+/// JSON instead, that JSON is returned as is.
+pub async fn accounts_list(settings: &Settings) -> Result<Listing, PassthroughError> {
+    let spec = CommandSpec::new(&settings.everestctl_bin, argv::accounts_list(), settings.subprocess_timeout);
+    let out = run(&spec, settings).await?;
+    let trimmed = out.stdout.trim();
+    let data = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        serde_json::from_str(trimmed).map_err(|e| PassthroughError::Failed(format!("unreadable JSON from everestctl: {e}")))?
+    } else {
+        let accounts = everest::parse_accounts_table(&out.stdout)
+            .map_err(|e| PassthroughError::Failed(format!("unexpected output from everestctl accounts list: {e}")))?;
+        serde_json::to_value(accounts).expect("accounts serialize")
+    };
+    Ok(Listing { data, source: "everestctl accounts list".into() })
+}
+
+async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, PassthroughError> {
+    let limits = ExecLimits { max_output_chars: settings.max_output_chars, kill_grace: settings.kill_grace };
+    let out = exec::run(spec, &limits, &CancellationToken::new()).await.map_err(|e| match e {
+        ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => PassthroughError::NotFound(e.to_string()),
+        ExecError::Spawn { .. } => PassthroughError::Failed(e.to_string()),
+    })?;
+    match out.termination {
+        Termination::Exited(0) => Ok(out),
+        Termination::TimedOut | Termination::Canceled => Err(PassthroughError::Timeout(format!(
+            "{} did not answer within {}s",
+            spec.display(),
+            spec.timeout.as_secs()
+        ))),
+        _ => {
+            let message = everest::error_message(&out.stdout, &out.stderr, out.exit_code());
+            Err(PassthroughError::Failed(format!("{} failed: {}", spec.display(), tail(&message, 2000))))
+        }
+    }
+}
+
+/// The last `max` characters of `s`.
+fn tail(s: &str, max: usize) -> &str {
+    let count = s.chars().count();
+    if count <= max {
+        return s;
+    }
+    let start = s.char_indices().nth(count - max).map(|(i, _)| i).unwrap_or(0);
+    &s[start..]
+}

@@ -1,0 +1,329 @@
+//! Running one claimed job: its steps in order under a renewed lease.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::verdict::{Verdict, judge};
+use crate::domain::{BootstrapInput, JobError, StepName};
+use crate::everest::classify::is_unknown_flag;
+use crate::exec::{self, ExecError, ExecLimits, ExecOutput, Termination};
+use crate::plan::{self, Action, Confirm, Flavor};
+use crate::store::{AttemptEnd, Claimed, JobEnd, Lease, StepEnd, StoreError};
+
+/// What the job loop does after a step.
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// The state of one job while this worker holds it.
+struct JobRun {
+    shared: Arc<Shared>,
+    lease: Lease,
+    input: BootstrapInput,
+    password: Option<String>,
+    cancel: CancellationToken,
+    /// Per position: failures so far and the note of a succeeded step.
+    failures: Vec<i64>,
+    notes: Vec<Option<String>>,
+    steps: Vec<StepName>,
+}
+
+/// Runs a claimed job until it finishes, is rescheduled, or the lease is lost.
+pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
+    let lease = claimed.lease.clone();
+    let cancel = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), lease.clone(), cancel.clone()));
+    if let Err(e) = drive(shared.clone(), claimed, cancel.clone()).await {
+        // The lease will expire and the job will be claimed again; steps are safe to re-run.
+        tracing::warn!(job.id = %lease.job_id, error = %e, "store error while running a job");
+    }
+    heartbeat.abort();
+}
+
+async fn drive(shared: Arc<Shared>, claimed: Claimed, cancel: CancellationToken) -> Result<(), StoreError> {
+    let lease = claimed.lease.clone();
+    let input: BootstrapInput = match serde_json::from_str(&claimed.job.inputs) {
+        Ok(input) => input,
+        Err(e) => {
+            let error = JobError { step: String::new(), kind: "internal".into(), detail: format!("stored inputs are unreadable: {e}") };
+            return fail(&shared, &lease, error).await;
+        }
+    };
+    let steps: Vec<StepName> = claimed.steps.iter().filter_map(|s| StepName::parse(&s.name)).collect();
+    let mut run = JobRun {
+        shared,
+        lease,
+        input,
+        password: claimed.password,
+        cancel,
+        failures: claimed.steps.iter().map(|s| s.failures).collect(),
+        notes: claimed.steps.iter().map(|s| note_of(s.output.as_deref())).collect(),
+        steps,
+    };
+    tracing::info!(job.id = %run.lease.job_id, job.attempt = run.lease.attempt, "job claimed");
+    for (position, record) in claimed.steps.iter().enumerate() {
+        if matches!(record.status.as_str(), "succeeded" | "skipped") {
+            continue;
+        }
+        if let Flow::Stop = run.step(position).await? {
+            return Ok(());
+        }
+    }
+    // Every step had already succeeded (the last one ends the job itself, so this is rare).
+    let end = JobEnd::Succeeded { summary: run.summary() };
+    run.shared.store.finish_job(&run.lease, &end, run.shared.settings.credentials_ttl).await?;
+    Ok(())
+}
+
+fn note_of(output: Option<&str>) -> Option<String> {
+    let value: Value = serde_json::from_str(output?).ok()?;
+    value["note"].as_str().map(String::from)
+}
+
+impl JobRun {
+    async fn step(&mut self, position: usize) -> Result<Flow, StoreError> {
+        let step = self.steps[position];
+        let flavor = Flavor { legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed) };
+        let settings = self.shared.settings.clone();
+        let settings = settings.as_ref();
+        let action = match plan::bootstrap_action(step, &self.input, self.password.as_deref(), settings, flavor) {
+            Ok(action) => action,
+            Err(e) => {
+                let error = JobError { step: step.as_str().into(), kind: "secret_expired".into(), detail: e.to_string() };
+                fail(&self.shared, &self.lease, error).await?;
+                return Ok(Flow::Stop);
+            }
+        };
+        let summary = describe(step, &self.input);
+        match action {
+            Action::Record { output, note } => {
+                let Some(id) = self.start(position, step, "(nothing to run)", None, &summary).await? else {
+                    return Ok(Flow::Stop);
+                };
+                let end = AttemptEnd { outcome: "succeeded", error_kind: None, exit_code: None, stdout: String::new(), stderr: String::new(), duration_ms: 0 };
+                self.conclude(position, id, end, Verdict::Succeeded { output, note }).await
+            }
+            Action::Run { spec, stdin_preview, confirm } => {
+                let Some(id) = self.start(position, step, &spec.display(), stdin_preview.as_deref(), &summary).await? else {
+                    return Ok(Flow::Stop);
+                };
+                let mut result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                if step == StepName::AddNamespace && needs_legacy_flag(&result) {
+                    // everestctl < 1.6 only knows --operator.xtradb-cluster: use it from now on.
+                    self.shared.legacy_mysql_flag.store(true, Ordering::Relaxed);
+                    let flavor = Flavor { legacy_mysql_flag: true };
+                    if let Ok(Action::Run { spec, .. }) = plan::bootstrap_action(step, &self.input, None, settings, flavor) {
+                        result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                    }
+                }
+                self.finish_run(position, step, id, &confirm, result).await
+            }
+            Action::ApplyPolicy { policy, template } => {
+                let file = match write_policy(&policy) {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let error = JobError { step: step.as_str().into(), kind: "internal".into(), detail: format!("cannot write the policy file: {e}") };
+                        fail(&self.shared, &self.lease, error).await?;
+                        return Ok(Flow::Stop);
+                    }
+                };
+                let spec = plan::policy_command(&template, &file.path().to_string_lossy(), settings);
+                let Some(id) = self.start(position, step, &spec.display(), Some(&policy), &summary).await? else {
+                    return Ok(Flow::Stop);
+                };
+                let result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                self.finish_run(position, step, id, &Confirm::ExitCode, result).await
+            }
+        }
+    }
+
+    fn limits(&self) -> ExecLimits {
+        ExecLimits { max_output_chars: self.shared.settings.max_output_chars, kill_grace: self.shared.settings.kill_grace }
+    }
+
+    async fn start(&self, position: usize, step: StepName, command: &str, stdin: Option<&str>, summary: &str) -> Result<Option<i64>, StoreError> {
+        let id = self.shared.store.start_attempt(&self.lease, position as i64, step.as_str(), command, stdin, summary).await?;
+        if id.is_none() {
+            tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
+        }
+        Ok(id)
+    }
+
+    async fn finish_run(
+        &mut self,
+        position: usize,
+        step: StepName,
+        attempt_id: i64,
+        confirm: &Confirm,
+        result: Result<ExecOutput, ExecError>,
+    ) -> Result<Flow, StoreError> {
+        let (end, verdict) = match result {
+            Ok(out) => {
+                let may_have_run = self.shared.store.step_may_have_run(&self.lease.job_id, position as i64, attempt_id).await?;
+                let verdict = judge(step, confirm, &out, may_have_run);
+                let end = AttemptEnd {
+                    outcome: verdict.outcome(out.termination),
+                    error_kind: verdict.error_kind(),
+                    exit_code: out.exit_code().map(i64::from),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    duration_ms: out.duration.as_millis() as i64,
+                };
+                (end, verdict)
+            }
+            Err(e) => {
+                let kind = if matches!(e, ExecError::NotFound { .. } | ExecError::NotExecutable { .. }) { "not_found" } else { "spawn_failed" };
+                let verdict = Verdict::Permanent { kind, detail: e.to_string() };
+                let end = AttemptEnd { outcome: "failed", error_kind: verdict.error_kind(), exit_code: None, stdout: String::new(), stderr: e.to_string(), duration_ms: 0 };
+                (end, verdict)
+            }
+        };
+        self.conclude(position, attempt_id, end, verdict).await
+    }
+
+    /// Records the attempt and decides what happens to the step and the job.
+    async fn conclude(&mut self, position: usize, attempt_id: i64, end: AttemptEnd, verdict: Verdict) -> Result<Flow, StoreError> {
+        let step = self.steps[position];
+        let settings = self.shared.settings.clone();
+        let (step_end, job_end, flow) = match verdict {
+            Verdict::Interrupted => {
+                // Lost lease or shutdown: whoever holds the job now records the interruption.
+                tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), "step interrupted");
+                return Ok(Flow::Stop);
+            }
+            Verdict::Succeeded { mut output, note } => {
+                output["note"] = json!(note);
+                self.notes[position] = Some(note);
+                let last = position + 1 == self.steps.len();
+                let job = if last { JobEnd::Succeeded { summary: self.summary() } } else { JobEnd::Continue };
+                (StepEnd::Succeeded { output: Some(output.to_string()) }, job, if last { Flow::Stop } else { Flow::Next })
+            }
+            Verdict::Transient { kind, detail } => {
+                self.failures[position] += 1;
+                let failures = self.failures[position];
+                if failures >= i64::from(settings.max_attempts) {
+                    let detail = format!("gave up after {failures} attempts: {detail}");
+                    let error = JobError { step: step.as_str().into(), kind: kind.into(), detail };
+                    (StepEnd::Failed, failed_end(&error), Flow::Stop)
+                } else {
+                    let delay = backoff(settings.retry_base, settings.retry_max, failures);
+                    (StepEnd::Pending { counted: true }, JobEnd::Retry { delay, reason: detail }, Flow::Stop)
+                }
+            }
+            Verdict::Permanent { kind, detail } => {
+                let error = JobError { step: step.as_str().into(), kind: kind.into(), detail };
+                (StepEnd::Failed, failed_end(&error), Flow::Stop)
+            }
+        };
+        let kept = self.shared.store.finish_attempt(&self.lease, attempt_id, &end, &step_end, &job_end, settings.credentials_ttl).await?;
+        if !kept {
+            tracing::warn!(job.id = %self.lease.job_id, step = step.as_str(), "lease lost; result of the attempt discarded");
+            return Ok(Flow::Stop);
+        }
+        tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), outcome = end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
+        if !matches!(job_end, JobEnd::Continue) {
+            self.shared.wake.notify_one();
+        }
+        Ok(flow)
+    }
+
+    fn summary(&self) -> String {
+        let (user, ns) = (&self.input.username, &self.input.namespace);
+        let part = |i: usize, default: &str| self.notes.get(i).cloned().flatten().unwrap_or_else(|| default.into());
+        format!(
+            "User {user} {}; namespace {ns} {}; quota {}; RBAC {}.",
+            part(0, "created"),
+            part(1, "created"),
+            part(2, "applied"),
+            part(3, "applied")
+        )
+    }
+}
+
+fn failed_end(error: &JobError) -> JobEnd {
+    let summary = format!("Failed at {}: {}", error.step, error.detail);
+    JobEnd::Failed { error: serde_json::to_string(error).expect("error serializes"), summary }
+}
+
+async fn fail(shared: &Shared, lease: &Lease, error: JobError) -> Result<(), StoreError> {
+    shared.store.finish_job(lease, &failed_end(&error), shared.settings.credentials_ttl).await?;
+    Ok(())
+}
+
+fn needs_legacy_flag(result: &Result<ExecOutput, ExecError>) -> bool {
+    matches!(result, Ok(out) if out.termination == Termination::Exited(1)
+        && is_unknown_flag(&crate::everest::error_message(&out.stdout, &out.stderr, Some(1)), "--operator.mysql"))
+}
+
+fn write_policy(policy: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new().prefix("everest-policy-").suffix(".csv").tempfile()?;
+    file.write_all(policy.as_bytes())?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// What the job is doing, for `summary` while it runs.
+fn describe(step: StepName, input: &BootstrapInput) -> String {
+    match step {
+        StepName::CreateAccount => format!("creating account {}", input.username),
+        StepName::AddNamespace => format!("creating namespace {}", input.namespace),
+        StepName::ApplyResourceQuota => format!("applying resource quota to {}", input.namespace),
+        StepName::ApplyRbacPolicy => format!("applying RBAC policy for {}", input.username),
+    }
+}
+
+/// Exponential backoff with jitter: `base * 2^(n-1)`, capped, then scaled by a random factor
+/// in [0.5, 1] so that many jobs failing together do not retry together.
+pub(super) fn backoff(base: Duration, max: Duration, failures: i64) -> Duration {
+    let exp = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    raw.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Renews the lease every third of its length; cancels the job when the lease is lost.
+async fn heartbeat(shared: Arc<Shared>, lease: Lease, cancel: CancellationToken) {
+    let period = shared.settings.lease / 3;
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(period).await;
+        match shared.store.renew(&lease, shared.settings.lease).await {
+            Ok(true) => last_ok = tokio::time::Instant::now(),
+            Ok(false) => {
+                tracing::warn!(job.id = %lease.job_id, "lease lost; stopping the job");
+                cancel.cancel();
+                return;
+            }
+            Err(e) if last_ok.elapsed() >= shared.settings.lease => {
+                tracing::warn!(job.id = %lease.job_id, error = %e, "lease could not be renewed in time; stopping the job");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(job.id = %lease.job_id, error = %e, "lease renewal failed; will retry"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (base, max) = (Duration::from_secs(2), Duration::from_secs(300));
+        for _ in 0..50 {
+            let d1 = backoff(base, max, 1);
+            assert!(d1 >= Duration::from_secs(1) && d1 <= base);
+            let d3 = backoff(base, max, 3);
+            assert!(d3 >= Duration::from_secs(4) && d3 <= Duration::from_secs(8));
+            assert!(backoff(base, max, 40) <= max);
+        }
+    }
+}

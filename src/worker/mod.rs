@@ -1,0 +1,120 @@
+//! The worker pool: claims due jobs from the store and runs them, at most
+//! `WORKER_CONCURRENCY` at once, in the same process as the API.
+//!
+//! It wakes when a job is submitted (a shared [`Notify`]) or when the next queued job or lease
+//! expiry falls due, so it never polls in a busy loop. At start it puts back in the queue the
+//! jobs that an earlier process on this host left running.
+
+mod job;
+mod verdict;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::store::{Store, StoreError, now_ms};
+
+pub use verdict::{Verdict, judge};
+
+/// What every job task of this worker shares.
+struct Shared {
+    store: Store,
+    settings: Arc<Settings>,
+    wake: Arc<Notify>,
+    /// Set once the installed everestctl turned out to predate `--operator.mysql`.
+    legacy_mysql_flag: AtomicBool,
+}
+
+/// The worker pool of this process.
+pub struct Worker {
+    shared: Arc<Shared>,
+    id: String,
+    host_prefix: String,
+}
+
+impl Worker {
+    /// A worker whose id is `<host>:<pid>:<random>`; `wake` is notified on every submit.
+    pub fn new(store: Store, settings: Arc<Settings>, wake: Arc<Notify>) -> Self {
+        let host = hostname();
+        let id = format!("{host}:{}:{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..]);
+        let shared = Arc::new(Shared { store, settings, wake, legacy_mysql_flag: AtomicBool::new(false) });
+        Worker { shared, id, host_prefix: format!("{host}:") }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Requeues the jobs that earlier processes of this host left running.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let recovered = self.shared.store.recover_host(&self.host_prefix, &self.id).await?;
+        for r in &recovered {
+            tracing::info!(job.id = %r.job_id, previous_owner = %r.previous_owner, "recovered job left running by a previous process");
+        }
+        Ok(recovered.len())
+    }
+
+    /// Claims and runs jobs until `stop` is cancelled, then waits for running jobs to end.
+    pub async fn run(self, stop: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.shared.settings.worker_concurrency));
+        let tasks = TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            match self.shared.store.claim(&self.id, self.shared.settings.lease).await {
+                Ok(Some(claimed)) => {
+                    let shared = self.shared.clone();
+                    tasks.spawn(async move {
+                        job::run(shared, claimed).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    let pause = self.idle_pause().await;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = self.shared.wake.notified() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "cannot claim jobs; retrying in 1s");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// How long to sleep when nothing is due: until the next due time, at most one lease.
+    async fn idle_pause(&self) -> Duration {
+        let lease = self.shared.settings.lease;
+        match self.shared.store.next_due().await {
+            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+                .clamp(Duration::from_millis(20), lease),
+            _ => lease,
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+        .replace(':', "_")
+}
