@@ -23,7 +23,8 @@ use crate::worker::Worker;
 /// process on the same file could be running them.
 pub fn lock_database(db: &Path) -> anyhow::Result<File> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the database folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
     }
     let mut path: PathBuf = db.as_os_str().to_owned().into();
     path.as_mut_os_string().push(".lock");
@@ -49,7 +50,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, File)> {
     let lock = lock_database(&settings.database_path)?;
     let store = Store::open(&settings.database_path)
         .await
-        .with_context(|| format!("cannot open the database {}", settings.database_path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                settings.database_path.display()
+            )
+        })?;
     Ok((store, lock))
 }
 
@@ -63,13 +69,20 @@ pub async fn serve(
     let (store, _lock) = open_store(&settings).await?;
     let wake = Arc::new(Notify::new());
     let worker = Worker::new(store.clone(), settings.clone(), wake.clone());
-    let recovered = worker.recover().await.context("cannot recover interrupted jobs")?;
+    let recovered = worker
+        .recover()
+        .await
+        .context("cannot recover interrupted jobs")?;
     tracing::info!(worker.id = worker.id(), recovered, addr = %listener.local_addr()?, "everestctl-api started");
 
     let state = AppState::new(store.clone(), settings.clone(), wake.clone());
     let stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(stop.clone()));
-    let purge_task = tokio::spawn(purge_secrets(store.clone(), settings.credentials_ttl, stop.clone()));
+    let purge_task = tokio::spawn(purge_secrets(
+        store.clone(),
+        settings.credentials_ttl,
+        stop.clone(),
+    ));
 
     let shutting_down = state.shutting_down.clone();
     let stop_on_signal = stop.clone();
@@ -86,7 +99,10 @@ pub async fn serve(
     stop.cancel();
     // Running steps get the grace period; what is still running afterwards is resumed by the
     // next start of this host (its attempts are recorded as interrupted then).
-    if tokio::time::timeout(settings.shutdown_grace, worker_task).await.is_err() {
+    if tokio::time::timeout(settings.shutdown_grace, worker_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("running jobs did not finish within the shutdown grace period");
     }
     purge_task.abort();

@@ -5,13 +5,13 @@
 //! with argv built by `everest`. HTTP never runs SQL or spawns processes; SQL lives only in
 //! `store`; the worker knows nothing of HTTP.
 
+pub mod app;
+pub mod config;
 pub mod domain;
 pub mod everest;
 pub mod exec;
-pub mod app;
-pub mod config;
-pub mod store;
-pub mod plan;
-pub mod worker;
 pub mod http;
 pub mod passthrough;
+pub mod plan;
+pub mod store;
+pub mod worker;

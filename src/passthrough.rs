@@ -28,25 +28,44 @@ pub struct Listing {
 /// Runs `everestctl accounts list` and parses its table (sorted by user). If the CLI prints
 /// JSON instead, that JSON is returned as is.
 pub async fn accounts_list(settings: &Settings) -> Result<Listing, PassthroughError> {
-    let spec = CommandSpec::new(&settings.everestctl_bin, argv::accounts_list(), settings.subprocess_timeout);
+    let spec = CommandSpec::new(
+        &settings.everestctl_bin,
+        argv::accounts_list(),
+        settings.subprocess_timeout,
+    );
     let out = run(&spec, settings).await?;
     let trimmed = out.stdout.trim();
     let data = if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        serde_json::from_str(trimmed).map_err(|e| PassthroughError::Failed(format!("unreadable JSON from everestctl: {e}")))?
+        serde_json::from_str(trimmed).map_err(|e| {
+            PassthroughError::Failed(format!("unreadable JSON from everestctl: {e}"))
+        })?
     } else {
-        let accounts = everest::parse_accounts_table(&out.stdout)
-            .map_err(|e| PassthroughError::Failed(format!("unexpected output from everestctl accounts list: {e}")))?;
+        let accounts = everest::parse_accounts_table(&out.stdout).map_err(|e| {
+            PassthroughError::Failed(format!(
+                "unexpected output from everestctl accounts list: {e}"
+            ))
+        })?;
         serde_json::to_value(accounts).expect("accounts serialize")
     };
-    Ok(Listing { data, source: "everestctl accounts list".into() })
+    Ok(Listing {
+        data,
+        source: "everestctl accounts list".into(),
+    })
 }
 
 async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, PassthroughError> {
-    let limits = ExecLimits { max_output_chars: settings.max_output_chars, kill_grace: settings.kill_grace };
-    let out = exec::run(spec, &limits, &CancellationToken::new()).await.map_err(|e| match e {
-        ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => PassthroughError::NotFound(e.to_string()),
-        ExecError::Spawn { .. } => PassthroughError::Failed(e.to_string()),
-    })?;
+    let limits = ExecLimits {
+        max_output_chars: settings.max_output_chars,
+        kill_grace: settings.kill_grace,
+    };
+    let out = exec::run(spec, &limits, &CancellationToken::new())
+        .await
+        .map_err(|e| match e {
+            ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => {
+                PassthroughError::NotFound(e.to_string())
+            }
+            ExecError::Spawn { .. } => PassthroughError::Failed(e.to_string()),
+        })?;
     match out.termination {
         Termination::Exited(0) => Ok(out),
         Termination::TimedOut | Termination::Canceled => Err(PassthroughError::Timeout(format!(
@@ -56,7 +75,11 @@ async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, Pass
         ))),
         _ => {
             let message = everest::error_message(&out.stdout, &out.stderr, out.exit_code());
-            Err(PassthroughError::Failed(format!("{} failed: {}", spec.display(), tail(&message, 2000))))
+            Err(PassthroughError::Failed(format!(
+                "{} failed: {}",
+                spec.display(),
+                tail(&message, 2000)
+            )))
         }
     }
 }
@@ -67,6 +90,10 @@ fn tail(s: &str, max: usize) -> &str {
     if count <= max {
         return s;
     }
-    let start = s.char_indices().nth(count - max).map(|(i, _)| i).unwrap_or(0);
+    let start = s
+        .char_indices()
+        .nth(count - max)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
     &s[start..]
 }

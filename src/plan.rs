@@ -23,11 +23,18 @@ pub enum Confirm {
 #[derive(Debug, Clone)]
 pub enum Action {
     /// Run one command.
-    Run { spec: CommandSpec, stdin_preview: Option<String>, confirm: Confirm },
+    Run {
+        spec: CommandSpec,
+        stdin_preview: Option<String>,
+        confirm: Confirm,
+    },
     /// Write `policy` to a temp file and run the configured command on it.
     ApplyPolicy { policy: String, template: String },
     /// Nothing to run: record `output` as the step's result.
-    Record { output: serde_json::Value, note: String },
+    Record {
+        output: serde_json::Value,
+        note: String,
+    },
 }
 
 /// Options that change how commands are built.
@@ -65,7 +72,12 @@ pub fn bootstrap_action(
             }
         }
         StepName::AddNamespace => {
-            let args = argv::namespaces_add(ns, &input.operators, input.take_ownership, flavor.legacy_mysql_flag);
+            let args = argv::namespaces_add(
+                ns,
+                &input.operators,
+                input.take_ownership,
+                flavor.legacy_mysql_flag,
+            );
             Action::Run {
                 spec: CommandSpec::new(&settings.everestctl_bin, args, settings.namespace_timeout),
                 stdin_preview: None,
@@ -75,8 +87,12 @@ pub fn bootstrap_action(
         StepName::ApplyResourceQuota => {
             let yaml = manifest::quota_manifest(ns, &input.resources);
             Action::Run {
-                spec: CommandSpec::new(&settings.kubectl_bin, argv::kubectl_apply(ns), settings.subprocess_timeout)
-                    .with_stdin(yaml.clone().into_bytes()),
+                spec: CommandSpec::new(
+                    &settings.kubectl_bin,
+                    argv::kubectl_apply(ns),
+                    settings.subprocess_timeout,
+                )
+                .with_stdin(yaml.clone().into_bytes()),
                 stdin_preview: Some(yaml),
                 confirm: Confirm::ExitCode,
             }
@@ -84,7 +100,10 @@ pub fn bootstrap_action(
         StepName::ApplyRbacPolicy => {
             let policy = rbac::render_policy(&rbac::user_policy_lines(user, ns));
             match &settings.rbac {
-                RbacMode::Command(template) => Action::ApplyPolicy { policy, template: template.clone() },
+                RbacMode::Command(template) => Action::ApplyPolicy {
+                    policy,
+                    template: template.clone(),
+                },
                 RbacMode::Skip => Action::Record {
                     output: serde_json::json!({"rbac_applied": false, "policy_preview": policy}),
                     note: "not applied (RBAC_MODE=skip and no EVEREST_RBAC_APPLY_CMD)".into(),
@@ -99,11 +118,17 @@ pub fn bootstrap_action(
 pub fn policy_command(template: &str, file: &str, settings: &Settings) -> CommandSpec {
     let mut words = shell_words::split(template).unwrap_or_default();
     if words.iter().any(|w| w.contains("{file}")) {
-        words.iter_mut().for_each(|w| *w = w.replace("{file}", file));
+        words
+            .iter_mut()
+            .for_each(|w| *w = w.replace("{file}", file));
     } else {
         words.extend(["--file".to_string(), file.to_string()]);
     }
-    let program = if words.is_empty() { String::new() } else { words.remove(0) };
+    let program = if words.is_empty() {
+        String::new()
+    } else {
+        words.remove(0)
+    };
     CommandSpec::new(program, words, settings.subprocess_timeout)
 }
 
@@ -127,17 +152,28 @@ pub fn preview_bootstrap(input: &BootstrapInput, settings: &Settings) -> Vec<Ste
         .iter()
         .map(|&step| {
             // The placeholder is redacted like a real password would be.
-            let action = bootstrap_action(step, input, Some("********"), settings, Flavor::default())
-                .expect("a password is given");
+            let action =
+                bootstrap_action(step, input, Some("********"), settings, Flavor::default())
+                    .expect("a password is given");
             preview(step, action, settings)
         })
         .collect()
 }
 
 fn preview(step: StepName, action: Action, settings: &Settings) -> StepPreview {
-    let mut p = StepPreview { name: step.as_str(), command: None, manifest_preview: None, policy_preview: None, note: None };
+    let mut p = StepPreview {
+        name: step.as_str(),
+        command: None,
+        manifest_preview: None,
+        policy_preview: None,
+        note: None,
+    };
     match action {
-        Action::Run { spec, stdin_preview, .. } => {
+        Action::Run {
+            spec,
+            stdin_preview,
+            ..
+        } => {
             p.command = Some(spec.display());
             p.manifest_preview = stdin_preview;
         }

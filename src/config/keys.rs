@@ -13,7 +13,10 @@ pub struct ApiKey {
 
 impl ApiKey {
     pub fn new(name: impl Into<String>, key: impl Into<String>) -> Self {
-        ApiKey { name: name.into(), key: key.into() }
+        ApiKey {
+            name: name.into(),
+            key: key.into(),
+        }
     }
 
     /// Constant-time comparison of the presented key with this one.
@@ -47,11 +50,15 @@ pub fn parse_key_list(list: &str) -> Result<Vec<ApiKey>, String> {
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!("key name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"))
+        Err(format!(
+            "key name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"
+        ))
     }
 }
 
@@ -72,13 +79,17 @@ pub fn hint(key: &str) -> &'static str {
         "admin_api_keys" => "Use name:key pairs separated by commas, e.g. ops:abc123,ci:def456",
         "bind_addr" => "Use an IP address such as 0.0.0.0 or 127.0.0.1",
         "port" => "Use a whole number from 0 to 65535",
-        "database_url" => "Use sqlite://path/to/file.db (relative paths start at the working directory)",
+        "database_url" => {
+            "Use sqlite://path/to/file.db (relative paths start at the working directory)"
+        }
         "everestctl_bin" | "kubectl_bin" => "Use a binary name found on PATH or a path to it",
         "rbac_mode" => "Use `skip` (or set EVEREST_RBAC_APPLY_CMD)",
         "default_operators" => "Use a comma-separated list of mongodb, postgresql, mysql",
         "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
         "log_format" => "Use `json` or `text`",
         "retry_base_seconds" | "retry_max_seconds" => "Use a number of seconds greater than 0",
-        _ => "Use a whole number in the documented range (see the configuration table in README.md)",
+        _ => {
+            "Use a whole number in the documented range (see the configuration table in README.md)"
+        }
     }
 }

@@ -111,7 +111,15 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
         .as_ref()
         .map(|m| m.name.to_string())
         .unwrap_or_default();
-    let problem = format!("{}{}", error.kind, if source.is_empty() { String::new() } else { format!(" (from {source})") });
+    let problem = format!(
+        "{}{}",
+        error.kind,
+        if source.is_empty() {
+            String::new()
+        } else {
+            format!(" (from {source})")
+        }
+    );
     match error.path.first() {
         Some(key) => ConfigError::key(key, problem),
         None => ConfigError(problem),

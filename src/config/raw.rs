@@ -127,7 +127,10 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
     max: T,
 ) -> Result<T, ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError::key(key, format!("{value} is outside {min}..={max}")));
+        return Err(ConfigError::key(
+            key,
+            format!("{value} is outside {min}..={max}"),
+        ));
     }
     Ok(value)
 }
@@ -144,7 +147,10 @@ fn list(value: Option<&str>) -> Vec<String> {
 
 fn seconds(key: &str, value: f64, max: f64) -> Result<Duration, ConfigError> {
     if !value.is_finite() || value <= 0.0 || value > max {
-        return Err(ConfigError::key(key, format!("{value} is outside (0, {max}]")));
+        return Err(ConfigError::key(
+            key,
+            format!("{value} is outside (0, {max}]"),
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -152,17 +158,21 @@ fn seconds(key: &str, value: f64, max: f64) -> Result<Duration, ConfigError> {
 impl RawConfig {
     /// Validates every key; the first problem found is reported.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let bind: IpAddr = self
-            .bind_addr
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::key("bind_addr", format!("{:?} is not an IP address", self.bind_addr)))?;
+        let bind: IpAddr = self.bind_addr.trim().parse().map_err(|_| {
+            ConfigError::key(
+                "bind_addr",
+                format!("{:?} is not an IP address", self.bind_addr),
+            )
+        })?;
         let worker_concurrency = range("worker_concurrency", self.worker_concurrency, 1, 256)?;
         let lease_seconds = range("lease_seconds", self.lease_seconds, 2, 3600)?;
         let retry_base = seconds("retry_base_seconds", self.retry_base_seconds, 3600.0)?;
         let retry_max = seconds("retry_max_seconds", self.retry_max_seconds, 86_400.0)?;
         if retry_max < retry_base {
-            return Err(ConfigError::key("retry_max_seconds", "must not be below RETRY_BASE_SECONDS"));
+            return Err(ConfigError::key(
+                "retry_max_seconds",
+                "must not be below RETRY_BASE_SECONDS",
+            ));
         }
         Ok(Settings {
             api_keys: self.api_keys()?,
@@ -170,8 +180,18 @@ impl RawConfig {
             database_path: database_path(&self.database_url)?,
             everestctl_bin: non_empty("everestctl_bin", &self.everestctl_bin)?,
             kubectl_bin: non_empty("kubectl_bin", &self.kubectl_bin)?,
-            subprocess_timeout: Duration::from_secs(range("subprocess_timeout", self.subprocess_timeout, 1, 86_400)?),
-            namespace_timeout: Duration::from_secs(range("namespace_timeout", self.namespace_timeout, 1, 86_400)?),
+            subprocess_timeout: Duration::from_secs(range(
+                "subprocess_timeout",
+                self.subprocess_timeout,
+                1,
+                86_400,
+            )?),
+            namespace_timeout: Duration::from_secs(range(
+                "namespace_timeout",
+                self.namespace_timeout,
+                1,
+                86_400,
+            )?),
             max_output_chars: range("max_output_chars", self.max_output_chars, 200, 10_000_000)?,
             rbac: self.rbac_mode()?,
             default_operators: default_operators(&self.default_operators)?,
@@ -184,26 +204,53 @@ impl RawConfig {
             max_attempts: range("max_attempts", self.max_attempts, 1, 100)?,
             retry_base,
             retry_max,
-            shutdown_grace: Duration::from_secs(range("shutdown_grace_seconds", self.shutdown_grace_seconds, 0, 3600)?),
-            kill_grace: Duration::from_secs(range("kill_grace_seconds", self.kill_grace_seconds, 0, 600)?),
+            shutdown_grace: Duration::from_secs(range(
+                "shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                0,
+                3600,
+            )?),
+            kill_grace: Duration::from_secs(range(
+                "kill_grace_seconds",
+                self.kill_grace_seconds,
+                0,
+                600,
+            )?),
             job_retention_days: range("job_retention_days", self.job_retention_days, 1, 36_500)?,
-            credentials_ttl: Duration::from_secs(range("credentials_ttl_seconds", self.credentials_ttl_seconds, 1, 31_536_000)?),
+            credentials_ttl: Duration::from_secs(range(
+                "credentials_ttl_seconds",
+                self.credentials_ttl_seconds,
+                1,
+                31_536_000,
+            )?),
             log_format: match self.log_format.trim().to_ascii_lowercase().as_str() {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
-                other => return Err(ConfigError::key("log_format", format!("{other:?} is not a format"))),
+                other => {
+                    return Err(ConfigError::key(
+                        "log_format",
+                        format!("{other:?} is not a format"),
+                    ));
+                }
             },
         })
     }
 
     fn api_keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
         let mut keys = Vec::new();
-        if let Some(key) = self.admin_api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        if let Some(key) = self
+            .admin_api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
             keys::check_key(key, "default").map_err(|e| ConfigError::key("admin_api_key", e))?;
             keys.push(ApiKey::new("default", key));
         }
         if let Some(list) = self.admin_api_keys.as_deref() {
-            keys.extend(keys::parse_key_list(list).map_err(|e| ConfigError::key("admin_api_keys", e))?);
+            keys.extend(
+                keys::parse_key_list(list).map_err(|e| ConfigError::key("admin_api_keys", e))?,
+            );
         }
         if keys.is_empty() {
             return Err(ConfigError(
@@ -215,15 +262,26 @@ impl RawConfig {
         let mut names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ConfigError::key("admin_api_keys", format!("key name {:?} is used twice", w[0])));
+            return Err(ConfigError::key(
+                "admin_api_keys",
+                format!("key name {:?} is used twice", w[0]),
+            ));
         }
         Ok(keys)
     }
 
     fn rbac_mode(&self) -> Result<RbacMode, ConfigError> {
-        if let Some(cmd) = self.everest_rbac_apply_cmd.as_deref().filter(|c| !c.trim().is_empty()) {
-            shell_words::split(cmd)
-                .map_err(|e| ConfigError::key("everest_rbac_apply_cmd", format!("cannot be split into words: {e}")))?;
+        if let Some(cmd) = self
+            .everest_rbac_apply_cmd
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        {
+            shell_words::split(cmd).map_err(|e| {
+                ConfigError::key(
+                    "everest_rbac_apply_cmd",
+                    format!("cannot be split into words: {e}"),
+                )
+            })?;
             return Ok(RbacMode::Command(cmd.to_string()));
         }
         match self.rbac_mode.trim() {
@@ -232,7 +290,10 @@ impl RawConfig {
                 "rbac_mode",
                 "`configmap` is not available in this version; use `skip` or set EVEREST_RBAC_APPLY_CMD",
             )),
-            other => Err(ConfigError::key("rbac_mode", format!("{other:?} is not a mode"))),
+            other => Err(ConfigError::key(
+                "rbac_mode",
+                format!("{other:?} is not a mode"),
+            )),
         }
     }
 }
@@ -251,27 +312,45 @@ fn database_path(url: &str) -> Result<PathBuf, ConfigError> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| {
-            ConfigError::key("database_url", format!("{url:?} is not a sqlite:// URL (only SQLite is supported)"))
+            ConfigError::key(
+                "database_url",
+                format!("{url:?} is not a sqlite:// URL (only SQLite is supported)"),
+            )
         })?;
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
-        return Err(ConfigError::key("database_url", "needs a file path; an in-memory database would lose jobs"));
+        return Err(ConfigError::key(
+            "database_url",
+            "needs a file path; an in-memory database would lose jobs",
+        ));
     }
     Ok(PathBuf::from(path))
 }
 
 fn default_operators(value: &str) -> Result<Operators, ConfigError> {
-    let mut ops = Operators { mongodb: false, postgresql: false, mysql: false };
+    let mut ops = Operators {
+        mongodb: false,
+        postgresql: false,
+        mysql: false,
+    };
     for name in list(Some(value)) {
         match name.to_ascii_lowercase().as_str() {
             "mongodb" => ops.mongodb = true,
             "postgresql" => ops.postgresql = true,
             "mysql" | "xtradb_cluster" => ops.mysql = true,
-            other => return Err(ConfigError::key("default_operators", format!("{other:?} is not an operator"))),
+            other => {
+                return Err(ConfigError::key(
+                    "default_operators",
+                    format!("{other:?} is not an operator"),
+                ));
+            }
         }
     }
     if !(ops.mongodb || ops.postgresql || ops.mysql) {
-        return Err(ConfigError::key("default_operators", "at least one operator is needed"));
+        return Err(ConfigError::key(
+            "default_operators",
+            "at least one operator is needed",
+        ));
     }
     Ok(ops)
 }

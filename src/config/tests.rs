@@ -36,29 +36,49 @@ fn named_keys_are_parsed_and_never_printed() {
     assert!(s.api_keys[0].matches("secret1"));
     assert!(!s.api_keys[0].matches("secret2"));
     assert!(!format!("{s:?}").contains("secret1"));
-    let err = load("admin_api_keys = 'ops:a,ops:b'").unwrap_err().to_string();
+    let err = load("admin_api_keys = 'ops:a,ops:b'")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("used twice"), "{err}");
     let err = load("admin_api_keys = 'justakey'").unwrap_err().to_string();
-    assert!(err.contains("ADMIN_API_KEYS") && !err.contains("justakey"), "{err}");
+    assert!(
+        err.contains("ADMIN_API_KEYS") && !err.contains("justakey"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_types_name_the_key() {
-    let err = load("admin_api_key = 'k'\nport = 'abc'").unwrap_err().to_string();
+    let err = load("admin_api_key = 'k'\nport = 'abc'")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("PORT"), "{err}");
-    let err = load("admin_api_key = 'k'\nworker_concurrency = 0").unwrap_err().to_string();
-    assert!(err.contains("WORKER_CONCURRENCY") && err.contains("outside"), "{err}");
-    let err = load("admin_api_key = 'k'\nlog_format = 'xml'").unwrap_err().to_string();
+    let err = load("admin_api_key = 'k'\nworker_concurrency = 0")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WORKER_CONCURRENCY") && err.contains("outside"),
+        "{err}"
+    );
+    let err = load("admin_api_key = 'k'\nlog_format = 'xml'")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("LOG_FORMAT") && err.contains("json"), "{err}");
-    let err = load("admin_api_key = 'k'\nbogus_key = 1").unwrap_err().to_string();
+    let err = load("admin_api_key = 'k'\nbogus_key = 1")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bogus_key"), "{err}");
 }
 
 #[test]
 fn database_url_must_be_a_sqlite_file() {
-    let err = load("admin_api_key = 'k'\ndatabase_url = 'postgres://x'").unwrap_err().to_string();
+    let err = load("admin_api_key = 'k'\ndatabase_url = 'postgres://x'")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("DATABASE_URL"), "{err}");
-    let err = load("admin_api_key = 'k'\ndatabase_url = 'sqlite::memory:'").unwrap_err().to_string();
+    let err = load("admin_api_key = 'k'\ndatabase_url = 'sqlite::memory:'")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("in-memory"), "{err}");
     let s = load("admin_api_key = 'k'\ndatabase_url = 'sqlite:///var/lib/x.db?mode=rwc'").unwrap();
     assert_eq!(s.database_path, PathBuf::from("/var/lib/x.db"));
@@ -68,7 +88,9 @@ fn database_url_must_be_a_sqlite_file() {
 fn operators_and_rbac_command() {
     let s = load("admin_api_key = 'k'\ndefault_operators = 'mysql, mongodb'\neverest_rbac_apply_cmd = 'apply --file {file}'")
         .unwrap();
-    assert!(s.default_operators.mysql && s.default_operators.mongodb && !s.default_operators.postgresql);
+    assert!(
+        s.default_operators.mysql && s.default_operators.mongodb && !s.default_operators.postgresql
+    );
     assert_eq!(s.rbac, RbacMode::Command("apply --file {file}".into()));
     assert!(load("admin_api_key = 'k'\ndefault_operators = 'redis'").is_err());
     assert!(load("admin_api_key = 'k'\ndefault_operators = ''").is_err());

@@ -64,32 +64,49 @@ impl ResourcesRequest {
         let mut check = |name: &str, value: Option<u32>, default: u32, min: u32, max: u32| {
             let v = value.unwrap_or(default);
             if v < min || v > max {
-                errors.push(FieldError::new(format!("{field}.{name}"), format!("must be between {min} and {max}")));
+                errors.push(FieldError::new(
+                    format!("{field}.{name}"),
+                    format!("must be between {min} and {max}"),
+                ));
             }
             v
         };
         let cpu_cores = check("cpu_cores", self.cpu_cores, 2, 1, 1024);
         let ram_mb = check("ram_mb", self.ram_mb, 2048, 128, 4_194_304);
         let disk_gb = check("disk_gb", self.disk_gb, 20, 1, 1_048_576);
-        let max_databases = self.max_databases.map(|m| check("max_databases", Some(m), m, 0, 10_000));
-        Resources { cpu_cores, ram_mb, disk_gb, max_databases }
+        let max_databases = self
+            .max_databases
+            .map(|m| check("max_databases", Some(m), m, 0, 10_000));
+        Resources {
+            cpu_cores,
+            ram_mb,
+            disk_gb,
+            max_databases,
+        }
     }
 }
 
 impl OperatorsRequest {
     /// Resolves the alias; all false (or nothing) means the configured defaults.
     pub fn resolve(&self, defaults: Operators, errors: &mut Vec<FieldError>) -> Operators {
-        if let (Some(a), Some(b)) = (self.mysql, self.xtradb_cluster) {
-            if a != b {
-                errors.push(FieldError::new("operators.xtradb_cluster", "is an alias of mysql and contradicts it"));
-            }
+        if let (Some(a), Some(b)) = (self.mysql, self.xtradb_cluster)
+            && a != b
+        {
+            errors.push(FieldError::new(
+                "operators.xtradb_cluster",
+                "is an alias of mysql and contradicts it",
+            ));
         }
         let ops = Operators {
             mongodb: self.mongodb.unwrap_or(false),
             postgresql: self.postgresql.unwrap_or(false),
             mysql: self.mysql.or(self.xtradb_cluster).unwrap_or(false),
         };
-        if ops.mongodb || ops.postgresql || ops.mysql { ops } else { defaults }
+        if ops.mongodb || ops.postgresql || ops.mysql {
+            ops
+        } else {
+            defaults
+        }
     }
 }
 
@@ -114,7 +131,10 @@ pub fn effective_namespace(
     match rules.parse(&candidate) {
         Ok(ns) => Some(ns.as_str().to_string()),
         Err(e) if requested.is_none() => {
-            errors.push(FieldError::new(field, format!("defaults to the username, which is refused: {e}")));
+            errors.push(FieldError::new(
+                field,
+                format!("defaults to the username, which is refused: {e}"),
+            ));
             None
         }
         Err(e) => {
@@ -135,16 +155,27 @@ impl BootstrapRequest {
             .ok();
         let namespace = match self.namespace.as_deref() {
             Some("") => None,
-            requested => effective_namespace(requested, &self.username, &rules.namespaces, &mut errors),
+            requested => {
+                effective_namespace(requested, &self.username, &rules.namespaces, &mut errors)
+            }
         };
         let password = match self.password.as_deref() {
             Some("") => None,
-            Some(p) => Password::parse(p).map_err(|e| errors.push(FieldError::new("password", e))).ok(),
+            Some(p) => Password::parse(p)
+                .map_err(|e| errors.push(FieldError::new("password", e)))
+                .ok(),
             None => None,
         };
-        let operators = self.operators.unwrap_or_default().resolve(rules.default_operators, &mut errors);
-        let resources = self.resources.unwrap_or_default().resolve("resources", &mut errors);
-        let (Some(username), Some(namespace), true) = (username, namespace, errors.is_empty()) else {
+        let operators = self
+            .operators
+            .unwrap_or_default()
+            .resolve(rules.default_operators, &mut errors);
+        let resources = self
+            .resources
+            .unwrap_or_default()
+            .resolve("resources", &mut errors);
+        let (Some(username), Some(namespace), true) = (username, namespace, errors.is_empty())
+        else {
             return Err(errors);
         };
         let generated = password.is_none();

@@ -25,7 +25,8 @@ pub struct Username(String);
 
 impl Username {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.len() < 3 || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if s.len() < 3 || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err("must match ^[a-zA-Z0-9_]{3,}$ and be at most 64 characters".into());
         }
         Ok(Username(s.to_string()))
@@ -35,7 +36,9 @@ impl Username {
     pub fn parse_mutable(s: &str) -> Result<Self, String> {
         let name = Self::parse(s)?;
         if name.0 == "admin" {
-            return Err("`admin` is Everest's built-in administrator and cannot be managed here".into());
+            return Err(
+                "`admin` is Everest's built-in administrator and cannot be managed here".into(),
+            );
         }
         Ok(name)
     }
@@ -60,7 +63,8 @@ impl Namespace {
             && b.len() <= 63
             && b[0].is_ascii_lowercase()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     }
 }
 
@@ -73,7 +77,10 @@ pub struct NamespacePolicy {
 
 impl NamespacePolicy {
     pub fn new(denylist: Vec<String>, allowed_prefixes: Vec<String>) -> Self {
-        NamespacePolicy { denylist, allowed_prefixes }
+        NamespacePolicy {
+            denylist,
+            allowed_prefixes,
+        }
     }
 
     /// Whether `s` is a well-formed namespace name (the policy aside).
@@ -89,10 +96,17 @@ impl NamespacePolicy {
             || RESERVED_PREFIXES.iter().any(|p| s.starts_with(p))
             || self.denylist.iter().any(|d| d == s);
         if reserved {
-            return Err(format!("namespace {s:?} is reserved and cannot be used for a tenant"));
+            return Err(format!(
+                "namespace {s:?} is reserved and cannot be used for a tenant"
+            ));
         }
-        if !self.allowed_prefixes.is_empty() && !self.allowed_prefixes.iter().any(|p| s.starts_with(p)) {
-            return Err(format!("must start with one of: {}", self.allowed_prefixes.join(", ")));
+        if !self.allowed_prefixes.is_empty()
+            && !self.allowed_prefixes.iter().any(|p| s.starts_with(p))
+        {
+            return Err(format!(
+                "must start with one of: {}",
+                self.allowed_prefixes.join(", ")
+            ));
         }
         Ok(Namespace(s.to_string()))
     }
@@ -105,7 +119,9 @@ pub struct Password(String);
 impl Password {
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.len() < 6 || s.len() > 128 || !s.bytes().all(|b| PASSWORD_ALPHABET.contains(&b)) {
-            return Err("must match ^[a-zA-Z0-9@*#$%^&+=!_-]{6,}$ and be at most 128 characters".into());
+            return Err(
+                "must match ^[a-zA-Z0-9@*#$%^&+=!_-]{6,}$ and be at most 128 characters".into(),
+            );
         }
         Ok(Password(s.to_string()))
     }
@@ -114,10 +130,17 @@ impl Password {
     pub fn generate() -> Self {
         let mut rng = rand::rng();
         let mut s: String = (0..32)
-            .map(|_| *PASSWORD_ALPHABET.choose(&mut rng).expect("alphabet is not empty") as char)
+            .map(|_| {
+                *PASSWORD_ALPHABET
+                    .choose(&mut rng)
+                    .expect("alphabet is not empty") as char
+            })
             .collect();
         // Start with a letter so that no tool mistakes it for an option.
-        s.replace_range(0..1, &((b'a' + rng.random_range(0..26u8)) as char).to_string());
+        s.replace_range(
+            0..1,
+            &((b'a' + rng.random_range(0..26u8)) as char).to_string(),
+        );
         Password(s)
     }
 
@@ -150,7 +173,18 @@ mod tests {
     fn namespaces_follow_rfc1035_and_policy() {
         let p = NamespacePolicy::new(vec!["prod".into()], vec![]);
         assert!(p.parse("team-a1").is_ok());
-        for bad in ["1abc", "Abc", "a_b", "abc-", &"a".repeat(64), "kube-x", "openshift-y", "default", "everest-system", "prod"] {
+        for bad in [
+            "1abc",
+            "Abc",
+            "a_b",
+            "abc-",
+            &"a".repeat(64),
+            "kube-x",
+            "openshift-y",
+            "default",
+            "everest-system",
+            "prod",
+        ] {
             assert!(p.parse(bad).is_err(), "{bad}");
         }
         let p = NamespacePolicy::new(vec![], vec!["t-".into()]);

@@ -3,16 +3,26 @@ use super::*;
 fn rules() -> Rules {
     Rules {
         namespaces: NamespacePolicy::new(vec!["blocked".into()], vec![]),
-        default_operators: Operators { mongodb: false, postgresql: true, mysql: false },
+        default_operators: Operators {
+            mongodb: false,
+            postgresql: true,
+            mysql: false,
+        },
     }
 }
 
 fn parse(body: &str) -> Result<Plan, Vec<FieldError>> {
-    serde_json::from_str::<BootstrapRequest>(body).unwrap().validate(&rules())
+    serde_json::from_str::<BootstrapRequest>(body)
+        .unwrap()
+        .validate(&rules())
 }
 
 fn fields(body: &str) -> Vec<String> {
-    parse(body).unwrap_err().into_iter().map(|e| e.field).collect()
+    parse(body)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
 }
 
 #[test]
@@ -20,12 +30,32 @@ fn minimal_request_gets_defaults() {
     let plan = parse(r#"{"username":"alice"}"#).unwrap();
     let input: BootstrapInput = serde_json::from_value(plan.inputs.clone()).unwrap();
     assert_eq!(input.namespace, "alice");
-    assert_eq!(input.operators, Operators { mongodb: false, postgresql: true, mysql: false });
-    assert_eq!(input.resources, Resources { cpu_cores: 2, ram_mb: 2048, disk_gb: 20, max_databases: None });
+    assert_eq!(
+        input.operators,
+        Operators {
+            mongodb: false,
+            postgresql: true,
+            mysql: false
+        }
+    );
+    assert_eq!(
+        input.resources,
+        Resources {
+            cpu_cores: 2,
+            ram_mb: 2048,
+            disk_gb: 20,
+            max_databases: None
+        }
+    );
     assert!(!input.take_ownership);
     assert!(plan.password_generated);
     assert!(plan.password.is_some());
-    assert!(!plan.inputs.to_string().contains(plan.password.unwrap().expose()));
+    assert!(
+        !plan
+            .inputs
+            .to_string()
+            .contains(plan.password.unwrap().expose())
+    );
 }
 
 #[test]
@@ -46,17 +76,46 @@ fn every_rule_is_checked() {
     assert_eq!(fields(r#"{"username":"Bob_x"}"#), ["namespace"]);
     assert!(parse(r#"{"username":"Bob_x","namespace":"bob"}"#).is_ok());
     assert_eq!(fields(r#"{"username":"blocked"}"#), ["namespace"]);
-    assert_eq!(fields(r#"{"username":"alice","namespace":"kube-x"}"#), ["namespace"]);
-    assert_eq!(fields(r#"{"username":"alice","namespace":""}"#), ["namespace"]);
-    assert_eq!(fields(r#"{"username":"alice","password":""}"#), ["password"]);
-    assert_eq!(fields(r#"{"username":"alice","password":"short"}"#), ["password"]);
-    assert_eq!(fields(r#"{"username":"alice","resources":{"cpu_cores":0,"ram_mb":100,"disk_gb":2000000,"max_databases":10001}}"#),
-        ["resources.cpu_cores", "resources.ram_mb", "resources.disk_gb", "resources.max_databases"]);
-    assert_eq!(fields(r#"{"username":"alice","operators":{"mysql":true,"xtradb_cluster":false}}"#), ["operators.xtradb_cluster"]);
+    assert_eq!(
+        fields(r#"{"username":"alice","namespace":"kube-x"}"#),
+        ["namespace"]
+    );
+    assert_eq!(
+        fields(r#"{"username":"alice","namespace":""}"#),
+        ["namespace"]
+    );
+    assert_eq!(
+        fields(r#"{"username":"alice","password":""}"#),
+        ["password"]
+    );
+    assert_eq!(
+        fields(r#"{"username":"alice","password":"short"}"#),
+        ["password"]
+    );
+    assert_eq!(
+        fields(
+            r#"{"username":"alice","resources":{"cpu_cores":0,"ram_mb":100,"disk_gb":2000000,"max_databases":10001}}"#
+        ),
+        [
+            "resources.cpu_cores",
+            "resources.ram_mb",
+            "resources.disk_gb",
+            "resources.max_databases"
+        ]
+    );
+    assert_eq!(
+        fields(r#"{"username":"alice","operators":{"mysql":true,"xtradb_cluster":false}}"#),
+        ["operators.xtradb_cluster"]
+    );
 }
 
 #[test]
 fn unknown_fields_are_rejected_by_serde() {
     assert!(serde_json::from_str::<BootstrapRequest>(r#"{"username":"a","nope":1}"#).is_err());
-    assert!(serde_json::from_str::<BootstrapRequest>(r#"{"username":"alice","operators":{"redis":true}}"#).is_err());
+    assert!(
+        serde_json::from_str::<BootstrapRequest>(
+            r#"{"username":"alice","operators":{"redis":true}}"#
+        )
+        .is_err()
+    );
 }

@@ -22,8 +22,13 @@ impl From<PassthroughError> for ApiError {
     }
 }
 
-async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     extract::query(q.as_deref(), &[])?;
     let listing = passthrough::accounts_list(&state.settings).await?;
-    Ok(Json(json!({"data": listing.data, "source": listing.source})))
+    Ok(Json(
+        json!({"data": listing.data, "source": listing.source}),
+    ))
 }

@@ -25,11 +25,24 @@ async fn bootstrap(
     body: AppJson<BootstrapRequest>,
 ) -> Result<Response, ApiError> {
     let dry = extract::flag(&extract::query(q.as_deref(), &["dry_run"])?, "dry_run")?;
-    let plan = body.value.validate(&state.rules).map_err(ApiError::Validation)?;
+    let plan = body
+        .value
+        .validate(&state.rules)
+        .map_err(ApiError::Validation)?;
     if dry {
-        let input: BootstrapInput = serde_json::from_value(plan.inputs.clone()).map_err(|_| ApiError::Internal)?;
-        return Ok(submit::dry_run(&plan, crate::plan::preview_bootstrap(&input, &state.settings)));
+        let input: BootstrapInput =
+            serde_json::from_value(plan.inputs.clone()).map_err(|_| ApiError::Internal)?;
+        return Ok(submit::dry_run(
+            &plan,
+            crate::plan::preview_bootstrap(&input, &state.settings),
+        ));
     }
-    let sub = Submission { caller: &caller, request_id: &request_id, headers: &headers, route: "POST /bootstrap/users", raw_body: &body.raw };
+    let sub = Submission {
+        caller: &caller,
+        request_id: &request_id,
+        headers: &headers,
+        route: "POST /bootstrap/users",
+        raw_body: &body.raw,
+    };
     submit::store_job(&state, sub, plan).await
 }

@@ -50,7 +50,9 @@ impl ApiError {
             ApiError::NotFinished { .. } => (StatusCode::CONFLICT, "not_finished"),
             ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::CliFailed(_) => (StatusCode::BAD_GATEWAY, "cli_failed"),
             ApiError::CliNotFound(_) => (StatusCode::SERVICE_UNAVAILABLE, "cli_not_found"),
@@ -77,11 +79,13 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Validation(fields) => {
                 body["fields"] = json!(fields);
-                body["detail"] = json!(fields
-                    .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; "));
+                body["detail"] = json!(
+                    fields
+                        .iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
             }
             ApiError::NotFinished { status } => body["status"] = json!(status),
             ApiError::IdempotencyConflict { job_id } => body["job_id"] = json!(job_id),

@@ -29,10 +29,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(ApiError::UnsupportedMediaType("send the body as Content-Type: application/json".into()));
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as Content-Type: application/json".into(),
+            ));
         }
         let raw = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::PayloadTooLarge } else { ApiError::BadRequest(e.body_text()) }
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
         })?;
         let value = parse(&raw)?;
         Ok(AppJson { value, raw })
@@ -40,6 +46,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 }
 
 fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // serde accepts a struct written as an array; the API only takes objects.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde_json::Value>(raw).map_err(|e| malformed(&e))?;
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -68,6 +82,8 @@ fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
         .and_then(|rest| rest.split('`').next());
     let parent = if path == "." { "" } else { path };
     let field = match named {
+        // For unknown fields serde_path_to_error already ends the path with the field.
+        Some(name) if parent == name || parent.ends_with(&format!(".{name}")) => parent.to_string(),
         Some(name) if parent.is_empty() => name.to_string(),
         Some(name) => format!("{parent}.{name}"),
         None if parent.is_empty() => "body".to_string(),
@@ -82,7 +98,10 @@ pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Stri
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if !allowed.contains(&k) {
-            return Err(ApiError::BadRequest(format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", "))));
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter {k:?}; allowed: {}",
+                allowed.join(", ")
+            )));
         }
         out.insert(k.to_string(), v.to_string());
     }
@@ -94,6 +113,8 @@ pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiErr
     match params.get(name).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
-        Some(other) => Err(ApiError::BadRequest(format!("{name} must be true or false, not {other:?}"))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{name} must be true or false, not {other:?}"
+        ))),
     }
 }

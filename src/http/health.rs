@@ -11,7 +11,9 @@ use super::AppState;
 use crate::exec;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -36,7 +38,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
             failing.push("database");
         }
     }
-    for (name, bin) in [("everestctl", &state.settings.everestctl_bin), ("kubectl", &state.settings.kubectl_bin)] {
+    for (name, bin) in [
+        ("everestctl", &state.settings.everestctl_bin),
+        ("kubectl", &state.settings.kubectl_bin),
+    ] {
         match exec::resolve_binary(bin) {
             Ok(path) => checks.insert(name.into(), json!(format!("ok: {}", path.display()))),
             Err(e) => {

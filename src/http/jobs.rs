@@ -19,17 +19,29 @@ pub fn router() -> Router<AppState> {
 async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     let not_found = || ApiError::NotFound(format!("no job with id {id:?}"));
     let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    state.store.job(&id.to_string()).await?.ok_or_else(not_found)
+    state
+        .store
+        .job(&id.to_string())
+        .await?
+        .ok_or_else(not_found)
 }
 
-async fn status(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     extract::query(q.as_deref(), &[])?;
     let job = find(&state, &id).await?;
     let steps = state.store.steps(&job.id).await?;
     Ok(Json(views::job_status(&job, &steps)))
 }
 
-async fn result(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     extract::query(q.as_deref(), &[])?;
     let job = find(&state, &id).await?;
     if !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
@@ -38,5 +50,10 @@ async fn result(State(state): State<AppState>, Path(id): Path<String>, RawQuery(
     let steps = state.store.steps(&job.id).await?;
     let last = state.store.last_attempts(&job.id).await?;
     let secret = state.store.secret(&job.id).await?;
-    Ok(Json(views::job_result(&job, &steps, &last, secret.as_ref())))
+    Ok(Json(views::job_result(
+        &job,
+        &steps,
+        &last,
+        secret.as_ref(),
+    )))
 }

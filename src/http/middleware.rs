@@ -22,7 +22,9 @@ pub struct Caller(pub String);
 fn valid_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (1..=128).contains(&s.len()).then_some(())?;
-    s.bytes().all(|b| b.is_ascii_graphic()).then(|| s.to_string())
+    s.bytes()
+        .all(|b| b.is_ascii_graphic())
+        .then(|| s.to_string())
 }
 
 /// Assigns the request id, echoes it on the response, and logs one line per request.
@@ -36,7 +38,11 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let mut response = next.run(req).await;
-    let caller = response.extensions().get::<Caller>().map(|c| c.0.clone()).unwrap_or_default();
+    let caller = response
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -54,7 +60,11 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
 
 /// Accepts `X-Admin-Key: <key>` or `Authorization: Bearer <key>`, compared in constant time
 /// against every configured key.
-pub async fn require_admin_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_admin_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let headers = req.headers();
     let presented = headers
         .get("x-admin-key")
@@ -63,7 +73,10 @@ pub async fn require_admin_key(State(state): State<AppState>, mut req: Request, 
             headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
         })
         .map(str::trim);
     // Every key is compared, so the time taken does not tell which one matched.

@@ -44,7 +44,13 @@ impl AppState {
             namespaces: settings.namespace_policy.clone(),
             default_operators: settings.default_operators,
         });
-        AppState { store, settings, rules, wake, shutting_down: Arc::new(AtomicBool::new(false)) }
+        AppState {
+            store,
+            settings,
+            rules,
+            wake,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -58,12 +64,17 @@ pub fn router(state: AppState) -> Router {
         .merge(bootstrap::router())
         .merge(jobs::router())
         .merge(accounts::router())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_admin_key));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_admin_key,
+        ));
     Router::new()
         .merge(health::router())
         .merge(authed)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::NotFound("no such route for this method".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::NotFound("no such route for this method".into())
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::request_id_and_log))
         .with_state(state)

@@ -22,15 +22,23 @@ pub struct Submission<'a> {
 
 /// The `Idempotency-Key` header: 1-255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = v.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
-    key.map(|k| Some(k.to_string()))
-        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into()))
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::BadRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())
+    })
 }
 
 /// Hash of the route and the body as JSON with sorted keys, so formatting does not matter.
 fn request_hash(route: &str, raw: &[u8]) -> String {
-    let canonical = serde_json::from_slice::<Value>(raw).map(|v| v.to_string()).unwrap_or_default();
+    let canonical = serde_json::from_slice::<Value>(raw)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let mut h = Sha256::new();
     h.update(route.as_bytes());
     h.update([0]);
@@ -39,7 +47,11 @@ fn request_hash(route: &str, raw: &[u8]) -> String {
 }
 
 /// Stores the job (answering 202 only after the commit) or resolves its idempotency key.
-pub async fn store_job(state: &AppState, sub: Submission<'_>, plan: Plan) -> Result<Response, ApiError> {
+pub async fn store_job(
+    state: &AppState,
+    sub: Submission<'_>,
+    plan: Plan,
+) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -50,25 +62,39 @@ pub async fn store_job(state: &AppState, sub: Submission<'_>, plan: Plan) -> Res
         inputs: plan.inputs.to_string(),
         username: plan.username.clone(),
         namespace: plan.namespace.clone(),
-        steps: plan.steps().iter().map(|s| s.as_str().to_string()).collect(),
+        steps: plan
+            .steps()
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
         submitted_by: sub.caller.0.clone(),
         request_id: sub.request_id.0.clone(),
         idempotency: key.map(|k| (k, request_hash(sub.route, sub.raw_body))),
-        secret: plan.password.as_ref().map(|p| (p.expose().to_string(), plan.password_generated)),
+        secret: plan
+            .password
+            .as_ref()
+            .map(|p| (p.expose().to_string(), plan.password_generated)),
     };
     match state.store.submit(&job).await? {
         Submitted::Created(id) => {
             state.wake.notify_one();
             tracing::info!(job.id = %id, job.kind = %job.kind, submitted_by = %job.submitted_by, request_id = %job.request_id, "job accepted");
-            let mut response = (StatusCode::ACCEPTED, Json(views::accepted(&id, &job.kind, "queued"))).into_response();
+            let mut response = (
+                StatusCode::ACCEPTED,
+                Json(views::accepted(&id, &job.kind, "queued")),
+            )
+                .into_response();
             set_location(&mut response, &id);
             Ok(response)
         }
         Submitted::Replayed(id) => {
             let original = state.store.job(&id).await?.ok_or(ApiError::Internal)?;
-            let mut response = Json(views::accepted(&id, &original.kind, &original.status)).into_response();
+            let mut response =
+                Json(views::accepted(&id, &original.kind, &original.status)).into_response();
             set_location(&mut response, &id);
-            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(response)
         }
         Submitted::Conflict(job_id) => Err(ApiError::IdempotencyConflict { job_id }),
@@ -83,5 +109,8 @@ fn set_location(response: &mut Response, id: &str) {
 
 /// The answer to `?dry_run=true`: the resolved inputs and the plan, nothing queued.
 pub fn dry_run(plan: &Plan, steps: Vec<crate::plan::StepPreview>) -> Response {
-    Json(json!({"dry_run": true, "kind": plan.kind.as_str(), "inputs": plan.inputs, "steps": steps})).into_response()
+    Json(
+        json!({"dry_run": true, "kind": plan.kind.as_str(), "inputs": plan.inputs, "steps": steps}),
+    )
+    .into_response()
 }

@@ -74,21 +74,30 @@ fn result_step(s: &StepRecord, last: Option<&AttemptRecord>) -> Value {
         "finished_at": opt_time(last.and_then(|a| a.finished_at)),
         "duration_ms": last.and_then(|a| a.duration_ms),
     });
-    if let Some(Value::Object(extra)) = s.output.as_deref().and_then(|o| serde_json::from_str(o).ok()) {
+    if let Some(Value::Object(extra)) = s
+        .output
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+    {
         for (k, val) in extra {
             v[k] = val;
         }
     }
-    if s.name == "apply_resource_quota" {
-        if let Some(preview) = last.and_then(|a| a.stdin_preview.clone()) {
-            v["manifest_preview"] = json!(preview);
-        }
+    if s.name == "apply_resource_quota"
+        && let Some(preview) = last.and_then(|a| a.stdin_preview.clone())
+    {
+        v["manifest_preview"] = json!(preview);
     }
     v
 }
 
 /// `GET /jobs/{id}/result` of a finished job.
-pub fn job_result(job: &JobRecord, steps: &[StepRecord], last: &[AttemptRecord], secret: Option<&SecretRecord>) -> Value {
+pub fn job_result(
+    job: &JobRecord,
+    steps: &[StepRecord],
+    last: &[AttemptRecord],
+    secret: Option<&SecretRecord>,
+) -> Value {
     let steps_json: Vec<Value> = steps
         .iter()
         .map(|s| result_step(s, last.iter().find(|a| a.position == s.position)))
@@ -114,7 +123,10 @@ fn credentials(job: &JobRecord, steps: &[StepRecord], secret: Option<&SecretReco
     let created = steps.iter().any(|s| {
         s.name == "create_account"
             && s.status == "succeeded"
-            && s.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()).is_some_and(|o| o["created"] == true)
+            && s.output
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                .is_some_and(|o| o["created"] == true)
     });
     let (Some(username), true, Some(secret)) = (job.username.as_deref(), created, secret) else {
         return Value::Null;

@@ -52,14 +52,33 @@ impl Store {
         };
         if let Some(previous) = &previous_owner {
             let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
-            let detail = format!("lease of {previous} expired; {interrupted} running attempt(s) marked interrupted");
-            event(&mut tx, &job_id, "lease_expired", Some(attempt - 1), Some(previous), Some(&detail)).await?;
-        }
-        event(&mut tx, &job_id, "claimed", Some(attempt), Some(worker), None).await?;
-        let job: JobRecord = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(&job_id)
-            .fetch_one(&mut *tx)
+            let detail = format!(
+                "lease of {previous} expired; {interrupted} running attempt(s) marked interrupted"
+            );
+            event(
+                &mut tx,
+                &job_id,
+                "lease_expired",
+                Some(attempt - 1),
+                Some(previous),
+                Some(&detail),
+            )
             .await?;
+        }
+        event(
+            &mut tx,
+            &job_id,
+            "claimed",
+            Some(attempt),
+            Some(worker),
+            None,
+        )
+        .await?;
+        let job: JobRecord =
+            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+                .bind(&job_id)
+                .fetch_one(&mut *tx)
+                .await?;
         let password: Option<String> = sqlx::query_scalar(
             "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
         )
@@ -70,8 +89,17 @@ impl Store {
         .flatten();
         tx.commit().await?;
         let steps = self.steps(&job_id).await?;
-        let lease = Lease { job_id, owner: worker.to_string(), attempt };
-        Ok(Some(Claimed { lease, job, steps, password }))
+        let lease = Lease {
+            job_id,
+            owner: worker.to_string(),
+            attempt,
+        };
+        Ok(Some(Claimed {
+            lease,
+            job,
+            steps,
+            password,
+        }))
     }
 
     /// Extends the lease; `false` means it was lost (expired and taken, or the job left `running`).
@@ -108,8 +136,19 @@ impl Store {
             let detail = format!(
                 "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
             );
-            event(&mut tx, &job_id, "recovered", Some(attempt), Some(me), Some(&detail)).await?;
-            recovered.push(Recovered { job_id, previous_owner: owner });
+            event(
+                &mut tx,
+                &job_id,
+                "recovered",
+                Some(attempt),
+                Some(me),
+                Some(&detail),
+            )
+            .await?;
+            recovered.push(Recovered {
+                job_id,
+                previous_owner: owner,
+            });
         }
         tx.commit().await?;
         Ok(recovered)
@@ -127,7 +166,10 @@ impl Store {
 }
 
 /// Marks the job's unfinished attempts `interrupted` and their steps `pending` again.
-pub(super) async fn interrupt_attempts(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<u64> {
+pub(super) async fn interrupt_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    job_id: &str,
+) -> Result<u64> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE step_attempts SET outcome = 'interrupted', error_kind = 'interrupted', finished_at = ?1,

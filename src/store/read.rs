@@ -1,6 +1,8 @@
 //! Reads for the API: a job, its steps, attempts, events and secret.
 
-use super::{AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms};
+use super::{
+    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms,
+};
 
 pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namespace, summary, error, \
     submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
@@ -13,10 +15,12 @@ const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker,
 impl Store {
     /// The job with this id, if any.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// The steps of a job, in order.
@@ -63,11 +67,12 @@ impl Store {
 
     /// The job's secret; the password is `None` once expired, even before the purge ran.
     pub async fn secret(&self, job_id: &str) -> Result<Option<SecretRecord>> {
-        let secret: Option<SecretRecord> =
-            sqlx::query_as("SELECT password, generated, expires_at FROM job_secrets WHERE job_id = ?")
-                .bind(job_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let secret: Option<SecretRecord> = sqlx::query_as(
+            "SELECT password, generated, expires_at FROM job_secrets WHERE job_id = ?",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(secret.map(|mut s| {
             if s.expires_at.is_some_and(|e| e <= now_ms()) {
                 s.password = None;

@@ -23,9 +23,13 @@ pub struct AttemptEnd {
 #[derive(Debug, Clone)]
 pub enum StepEnd {
     /// Done; `output` is step-specific JSON.
-    Succeeded { output: Option<String> },
+    Succeeded {
+        output: Option<String>,
+    },
     /// Will run again; `counted` when the attempt counts against `MAX_ATTEMPTS`.
-    Pending { counted: bool },
+    Pending {
+        counted: bool,
+    },
     Failed,
 }
 
@@ -35,10 +39,18 @@ pub enum JobEnd {
     /// Go on with the next step under the same lease.
     Continue,
     /// Back to the queue until `delay` has passed.
-    Retry { delay: Duration, reason: String },
-    Succeeded { summary: String },
+    Retry {
+        delay: Duration,
+        reason: String,
+    },
+    Succeeded {
+        summary: String,
+    },
     /// `error` is the JSON of the job's error.
-    Failed { error: String, summary: String },
+    Failed {
+        error: String,
+        summary: String,
+    },
 }
 
 impl Store {
@@ -88,7 +100,15 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let detail = format!("{step} attempt {attempt}: {command}");
-        event(&mut tx, &lease.job_id, "step_started", Some(lease.attempt), Some(&lease.owner), Some(&detail)).await?;
+        event(
+            &mut tx,
+            &lease.job_id,
+            "step_started",
+            Some(lease.attempt),
+            Some(&lease.owner),
+            Some(&detail),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(id))
     }
@@ -146,14 +166,27 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let detail = format!("{name}: {}", attempt.outcome);
-        event(&mut tx, &lease.job_id, "step_finished", Some(lease.attempt), Some(&lease.owner), Some(&detail)).await?;
+        event(
+            &mut tx,
+            &lease.job_id,
+            "step_finished",
+            Some(lease.attempt),
+            Some(&lease.owner),
+            Some(&detail),
+        )
+        .await?;
         end_job(&mut tx, lease, job, secret_ttl).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).
-    pub async fn finish_job(&self, lease: &Lease, job: &JobEnd, secret_ttl: Duration) -> Result<bool> {
+    pub async fn finish_job(
+        &self,
+        lease: &Lease,
+        job: &JobEnd,
+        secret_ttl: Duration,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         if !fence(&mut tx, lease).await? {
             return Ok(false);
@@ -165,7 +198,12 @@ impl Store {
 
     /// Failed/timed-out attempts of this step in this job that may have changed the cluster
     /// before failing, i.e. anything but a clean, classified permanent failure.
-    pub async fn step_may_have_run(&self, job_id: &str, position: i64, before: i64) -> Result<bool> {
+    pub async fn step_may_have_run(
+        &self,
+        job_id: &str,
+        position: i64,
+        before: i64,
+    ) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM step_attempts WHERE job_id = ? AND position = ? AND id < ?
                AND (outcome IN ('interrupted', 'timed_out', 'canceled') OR error_kind = 'transient')",
@@ -194,9 +232,18 @@ async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool> 
     Ok(done.rows_affected() == 1)
 }
 
-async fn end_job(tx: &mut Transaction<'_, Sqlite>, lease: &Lease, end: &JobEnd, ttl: Duration) -> Result<()> {
+async fn end_job(
+    tx: &mut Transaction<'_, Sqlite>,
+    lease: &Lease,
+    end: &JobEnd,
+    ttl: Duration,
+) -> Result<()> {
     let now = now_ms();
-    let (id, owner, attempt) = (&lease.job_id, Some(lease.owner.as_str()), Some(lease.attempt));
+    let (id, owner, attempt) = (
+        &lease.job_id,
+        Some(lease.owner.as_str()),
+        Some(lease.attempt),
+    );
     match end {
         JobEnd::Continue => {}
         JobEnd::Retry { delay, reason } => {
@@ -227,10 +274,12 @@ async fn end_job(tx: &mut Transaction<'_, Sqlite>, lease: &Lease, end: &JobEnd, 
             .bind(id)
             .execute(&mut **tx)
             .await?;
-            sqlx::query("UPDATE job_steps SET status = 'skipped' WHERE job_id = ? AND status = 'pending'")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE job_steps SET status = 'skipped' WHERE job_id = ? AND status = 'pending'",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
             // A password the client chose is not needed once the job succeeded; a generated one
             // stays retrievable for the TTL.
             sqlx::query(
@@ -243,7 +292,15 @@ async fn end_job(tx: &mut Transaction<'_, Sqlite>, lease: &Lease, end: &JobEnd, 
             .bind(id)
             .execute(&mut **tx)
             .await?;
-            event(tx, id, "finished", attempt, owner, Some(&format!("{status}: {summary}"))).await?;
+            event(
+                tx,
+                id,
+                "finished",
+                attempt,
+                owner,
+                Some(&format!("{status}: {summary}")),
+            )
+            .await?;
         }
     }
     Ok(())

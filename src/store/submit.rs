@@ -68,7 +68,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let detail = format!("submitted by {} (request {})", job.submitted_by, job.request_id);
+        let detail = format!(
+            "submitted by {} (request {})",
+            job.submitted_by, job.request_id
+        );
         event(&mut tx, &job.id, "submitted", None, None, Some(&detail)).await?;
         tx.commit().await?;
         Ok(Submitted::Created(job.id.clone()))

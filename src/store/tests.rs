@@ -4,7 +4,9 @@ use super::*;
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("nested/db.sqlite")).await.unwrap();
+    let store = Store::open(&dir.path().join("nested/db.sqlite"))
+        .await
+        .unwrap();
     (store, dir)
 }
 
@@ -24,15 +26,31 @@ fn job(id: &str, key: Option<(&str, &str)>) -> NewJob {
 }
 
 fn ok_attempt() -> AttemptEnd {
-    AttemptEnd { outcome: "succeeded", error_kind: None, exit_code: Some(0), stdout: "ok".into(), stderr: String::new(), duration_ms: 5 }
+    AttemptEnd {
+        outcome: "succeeded",
+        error_kind: None,
+        exit_code: Some(0),
+        stdout: "ok".into(),
+        stderr: String::new(),
+        duration_ms: 5,
+    }
 }
 
 #[tokio::test]
 async fn submit_and_idempotency() {
     let (s, _d) = store().await;
-    assert_eq!(s.submit(&job("j1", Some(("k", "h1")))).await.unwrap(), Submitted::Created("j1".into()));
-    assert_eq!(s.submit(&job("j2", Some(("k", "h1")))).await.unwrap(), Submitted::Replayed("j1".into()));
-    assert_eq!(s.submit(&job("j3", Some(("k", "h2")))).await.unwrap(), Submitted::Conflict("j1".into()));
+    assert_eq!(
+        s.submit(&job("j1", Some(("k", "h1")))).await.unwrap(),
+        Submitted::Created("j1".into())
+    );
+    assert_eq!(
+        s.submit(&job("j2", Some(("k", "h1")))).await.unwrap(),
+        Submitted::Replayed("j1".into())
+    );
+    assert_eq!(
+        s.submit(&job("j3", Some(("k", "h2")))).await.unwrap(),
+        Submitted::Conflict("j1".into())
+    );
     assert!(s.job("j2").await.unwrap().is_none());
     let j = s.job("j1").await.unwrap().unwrap();
     assert_eq!(j.status, "queued");
@@ -44,21 +62,89 @@ async fn submit_and_idempotency() {
 async fn claim_run_and_finish_with_fencing() {
     let (s, _d) = store().await;
     s.submit(&job("j1", None)).await.unwrap();
-    let c = s.claim("w1", Duration::from_secs(30)).await.unwrap().unwrap();
+    let c = s
+        .claim("w1", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.password.as_deref(), Some("pw123456"));
-    assert!(s.claim("w2", Duration::from_secs(30)).await.unwrap().is_none(), "held jobs are not claimed twice");
-    let a = s.start_attempt(&c.lease, 0, "one", "cmd", None, "doing one").await.unwrap().unwrap();
-    let stale = Lease { attempt: c.lease.attempt - 1, ..c.lease.clone() };
-    assert!(!s.finish_attempt(&stale, a, &ok_attempt(), &StepEnd::Succeeded { output: None }, &JobEnd::Continue, Duration::from_secs(60)).await.unwrap());
-    assert!(s.finish_attempt(&c.lease, a, &ok_attempt(), &StepEnd::Succeeded { output: None }, &JobEnd::Continue, Duration::from_secs(60)).await.unwrap());
-    let a2 = s.start_attempt(&c.lease, 1, "two", "cmd2", None, "doing two").await.unwrap().unwrap();
-    let end = JobEnd::Succeeded { summary: "done".into() };
-    assert!(s.finish_attempt(&c.lease, a2, &ok_attempt(), &StepEnd::Succeeded { output: Some("{\"x\":1}".into()) }, &end, Duration::from_secs(60)).await.unwrap());
+    assert!(
+        s.claim("w2", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "held jobs are not claimed twice"
+    );
+    let a = s
+        .start_attempt(&c.lease, 0, "one", "cmd", None, "doing one")
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = Lease {
+        attempt: c.lease.attempt - 1,
+        ..c.lease.clone()
+    };
+    assert!(
+        !s.finish_attempt(
+            &stale,
+            a,
+            &ok_attempt(),
+            &StepEnd::Succeeded { output: None },
+            &JobEnd::Continue,
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.finish_attempt(
+            &c.lease,
+            a,
+            &ok_attempt(),
+            &StepEnd::Succeeded { output: None },
+            &JobEnd::Continue,
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+    );
+    let a2 = s
+        .start_attempt(&c.lease, 1, "two", "cmd2", None, "doing two")
+        .await
+        .unwrap()
+        .unwrap();
+    let end = JobEnd::Succeeded {
+        summary: "done".into(),
+    };
+    assert!(
+        s.finish_attempt(
+            &c.lease,
+            a2,
+            &ok_attempt(),
+            &StepEnd::Succeeded {
+                output: Some("{\"x\":1}".into())
+            },
+            &end,
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+    );
     let j = s.job("j1").await.unwrap().unwrap();
-    assert_eq!((j.status.as_str(), j.summary.as_deref()), ("succeeded", Some("done")));
-    assert!(!s.renew(&c.lease, Duration::from_secs(30)).await.unwrap(), "a finished job has no lease");
+    assert_eq!(
+        (j.status.as_str(), j.summary.as_deref()),
+        ("succeeded", Some("done"))
+    );
+    assert!(
+        !s.renew(&c.lease, Duration::from_secs(30)).await.unwrap(),
+        "a finished job has no lease"
+    );
     let steps = s.steps("j1").await.unwrap();
-    assert!(steps.iter().all(|st| st.status == "succeeded" && st.attempts == 1));
+    assert!(
+        steps
+            .iter()
+            .all(|st| st.status == "succeeded" && st.attempts == 1)
+    );
     assert_eq!(s.last_attempts("j1").await.unwrap().len(), 2);
     let secret = s.secret("j1").await.unwrap().unwrap();
     assert_eq!(secret.password.as_deref(), Some("pw123456"));
@@ -69,18 +155,56 @@ async fn claim_run_and_finish_with_fencing() {
 async fn expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
     let (s, _d) = store().await;
     s.submit(&job("j1", None)).await.unwrap();
-    let c = s.claim("w1", Duration::from_millis(1)).await.unwrap().unwrap();
-    let a = s.start_attempt(&c.lease, 0, "one", "cmd", None, "x").await.unwrap().unwrap();
+    let c = s
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let a = s
+        .start_attempt(&c.lease, 0, "one", "cmd", None, "x")
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let c2 = s.claim("w2", Duration::from_secs(30)).await.unwrap().unwrap();
+    let c2 = s
+        .claim("w2", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c2.lease.attempt, c.lease.attempt + 1);
     assert!(!s.renew(&c.lease, Duration::from_secs(30)).await.unwrap());
-    assert!(!s.finish_attempt(&c.lease, a, &ok_attempt(), &StepEnd::Succeeded { output: None }, &JobEnd::Continue, Duration::ZERO).await.unwrap());
+    assert!(
+        !s.finish_attempt(
+            &c.lease,
+            a,
+            &ok_attempt(),
+            &StepEnd::Succeeded { output: None },
+            &JobEnd::Continue,
+            Duration::ZERO
+        )
+        .await
+        .unwrap()
+    );
     let attempts = s.attempts("j1").await.unwrap();
     assert_eq!(attempts[0].outcome.as_deref(), Some("interrupted"));
     assert_eq!(s.steps("j1").await.unwrap()[0].status, "pending");
-    let kinds: Vec<_> = s.events("j1").await.unwrap().into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["submitted", "claimed", "step_started", "lease_expired", "claimed"]);
+    let kinds: Vec<_> = s
+        .events("j1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "claimed",
+            "step_started",
+            "lease_expired",
+            "claimed"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -88,16 +212,42 @@ async fn startup_recovery_requeues_this_hosts_jobs_only() {
     let (s, _d) = store().await;
     s.submit(&job("j1", None)).await.unwrap();
     s.submit(&job("j2", None)).await.unwrap();
-    let c1 = s.claim("hostA:1:x", Duration::from_secs(300)).await.unwrap().unwrap();
-    let c2 = s.claim("hostB:1:x", Duration::from_secs(300)).await.unwrap().unwrap();
-    s.start_attempt(&c1.lease, 0, "one", "cmd", None, "x").await.unwrap().unwrap();
+    let c1 = s
+        .claim("hostA:1:x", Duration::from_secs(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let c2 = s
+        .claim("hostB:1:x", Duration::from_secs(300))
+        .await
+        .unwrap()
+        .unwrap();
+    s.start_attempt(&c1.lease, 0, "one", "cmd", None, "x")
+        .await
+        .unwrap()
+        .unwrap();
     let rec = s.recover_host("hostA:", "hostA:2:y").await.unwrap();
     assert_eq!(rec.len(), 1);
     assert_eq!(rec[0].job_id, c1.lease.job_id);
-    assert_eq!(s.job(&c1.lease.job_id).await.unwrap().unwrap().status, "queued");
-    assert_eq!(s.job(&c2.lease.job_id).await.unwrap().unwrap().status, "running");
-    assert_eq!(s.attempts(&c1.lease.job_id).await.unwrap()[0].outcome.as_deref(), Some("interrupted"));
-    let again = s.claim("hostA:2:y", Duration::from_secs(30)).await.unwrap().unwrap();
+    assert_eq!(
+        s.job(&c1.lease.job_id).await.unwrap().unwrap().status,
+        "queued"
+    );
+    assert_eq!(
+        s.job(&c2.lease.job_id).await.unwrap().unwrap().status,
+        "running"
+    );
+    assert_eq!(
+        s.attempts(&c1.lease.job_id).await.unwrap()[0]
+            .outcome
+            .as_deref(),
+        Some("interrupted")
+    );
+    let again = s
+        .claim("hostA:2:y", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.lease.job_id, c1.lease.job_id);
 }
 
@@ -105,15 +255,48 @@ async fn startup_recovery_requeues_this_hosts_jobs_only() {
 async fn retry_is_scheduled_and_failure_skips_the_rest() {
     let (s, _d) = store().await;
     s.submit(&job("j1", None)).await.unwrap();
-    let c = s.claim("w", Duration::from_secs(30)).await.unwrap().unwrap();
-    let a = s.start_attempt(&c.lease, 0, "one", "cmd", None, "x").await.unwrap().unwrap();
-    let failed = AttemptEnd { outcome: "failed", error_kind: Some("transient".into()), exit_code: Some(1), ..ok_attempt() };
-    let retry = JobEnd::Retry { delay: Duration::from_secs(60), reason: "connection refused".into() };
-    assert!(s.finish_attempt(&c.lease, a, &failed, &StepEnd::Pending { counted: true }, &retry, Duration::ZERO).await.unwrap());
+    let c = s
+        .claim("w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let a = s
+        .start_attempt(&c.lease, 0, "one", "cmd", None, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    let failed = AttemptEnd {
+        outcome: "failed",
+        error_kind: Some("transient".into()),
+        exit_code: Some(1),
+        ..ok_attempt()
+    };
+    let retry = JobEnd::Retry {
+        delay: Duration::from_secs(60),
+        reason: "connection refused".into(),
+    };
+    assert!(
+        s.finish_attempt(
+            &c.lease,
+            a,
+            &failed,
+            &StepEnd::Pending { counted: true },
+            &retry,
+            Duration::ZERO
+        )
+        .await
+        .unwrap()
+    );
     let j = s.job("j1").await.unwrap().unwrap();
     assert_eq!(j.status, "queued");
     assert!(j.run_at > now_ms() + 50_000);
-    assert!(s.claim("w", Duration::from_secs(30)).await.unwrap().is_none(), "not due yet");
+    assert!(
+        s.claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "not due yet"
+    );
     assert!(s.step_may_have_run("j1", 0, i64::MAX).await.unwrap());
     assert_eq!(s.next_due().await.unwrap(), Some(j.run_at));
 }

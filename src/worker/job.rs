@@ -47,16 +47,28 @@ pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
     heartbeat.abort();
 }
 
-async fn drive(shared: Arc<Shared>, claimed: Claimed, cancel: CancellationToken) -> Result<(), StoreError> {
+async fn drive(
+    shared: Arc<Shared>,
+    claimed: Claimed,
+    cancel: CancellationToken,
+) -> Result<(), StoreError> {
     let lease = claimed.lease.clone();
     let input: BootstrapInput = match serde_json::from_str(&claimed.job.inputs) {
         Ok(input) => input,
         Err(e) => {
-            let error = JobError { step: String::new(), kind: "internal".into(), detail: format!("stored inputs are unreadable: {e}") };
+            let error = JobError {
+                step: String::new(),
+                kind: "internal".into(),
+                detail: format!("stored inputs are unreadable: {e}"),
+            };
             return fail(&shared, &lease, error).await;
         }
     };
-    let steps: Vec<StepName> = claimed.steps.iter().filter_map(|s| StepName::parse(&s.name)).collect();
+    let steps: Vec<StepName> = claimed
+        .steps
+        .iter()
+        .filter_map(|s| StepName::parse(&s.name))
+        .collect();
     let mut run = JobRun {
         shared,
         lease,
@@ -64,7 +76,11 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, cancel: CancellationToken)
         password: claimed.password,
         cancel,
         failures: claimed.steps.iter().map(|s| s.failures).collect(),
-        notes: claimed.steps.iter().map(|s| note_of(s.output.as_deref())).collect(),
+        notes: claimed
+            .steps
+            .iter()
+            .map(|s| note_of(s.output.as_deref()))
+            .collect(),
         steps,
     };
     tracing::info!(job.id = %run.lease.job_id, job.attempt = run.lease.attempt, "job claimed");
@@ -77,8 +93,13 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, cancel: CancellationToken)
         }
     }
     // Every step had already succeeded (the last one ends the job itself, so this is rare).
-    let end = JobEnd::Succeeded { summary: run.summary() };
-    run.shared.store.finish_job(&run.lease, &end, run.shared.settings.credentials_ttl).await?;
+    let end = JobEnd::Succeeded {
+        summary: run.summary(),
+    };
+    run.shared
+        .store
+        .finish_job(&run.lease, &end, run.shared.settings.credentials_ttl)
+        .await?;
     Ok(())
 }
 
@@ -90,13 +111,25 @@ fn note_of(output: Option<&str>) -> Option<String> {
 impl JobRun {
     async fn step(&mut self, position: usize) -> Result<Flow, StoreError> {
         let step = self.steps[position];
-        let flavor = Flavor { legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed) };
+        let flavor = Flavor {
+            legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed),
+        };
         let settings = self.shared.settings.clone();
         let settings = settings.as_ref();
-        let action = match plan::bootstrap_action(step, &self.input, self.password.as_deref(), settings, flavor) {
+        let action = match plan::bootstrap_action(
+            step,
+            &self.input,
+            self.password.as_deref(),
+            settings,
+            flavor,
+        ) {
             Ok(action) => action,
             Err(e) => {
-                let error = JobError { step: step.as_str().into(), kind: "secret_expired".into(), detail: e.to_string() };
+                let error = JobError {
+                    step: step.as_str().into(),
+                    kind: "secret_expired".into(),
+                    detail: e.to_string(),
+                };
                 fail(&self.shared, &self.lease, error).await?;
                 return Ok(Flow::Stop);
             }
@@ -104,22 +137,50 @@ impl JobRun {
         let summary = describe(step, &self.input);
         match action {
             Action::Record { output, note } => {
-                let Some(id) = self.start(position, step, "(nothing to run)", None, &summary).await? else {
+                let Some(id) = self
+                    .start(position, step, "(nothing to run)", None, &summary)
+                    .await?
+                else {
                     return Ok(Flow::Stop);
                 };
-                let end = AttemptEnd { outcome: "succeeded", error_kind: None, exit_code: None, stdout: String::new(), stderr: String::new(), duration_ms: 0 };
-                self.conclude(position, id, end, Verdict::Succeeded { output, note }).await
+                let end = AttemptEnd {
+                    outcome: "succeeded",
+                    error_kind: None,
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    duration_ms: 0,
+                };
+                self.conclude(position, id, end, Verdict::Succeeded { output, note })
+                    .await
             }
-            Action::Run { spec, stdin_preview, confirm } => {
-                let Some(id) = self.start(position, step, &spec.display(), stdin_preview.as_deref(), &summary).await? else {
+            Action::Run {
+                spec,
+                stdin_preview,
+                confirm,
+            } => {
+                let Some(id) = self
+                    .start(
+                        position,
+                        step,
+                        &spec.display(),
+                        stdin_preview.as_deref(),
+                        &summary,
+                    )
+                    .await?
+                else {
                     return Ok(Flow::Stop);
                 };
                 let mut result = exec::run(&spec, &self.limits(), &self.cancel).await;
                 if step == StepName::AddNamespace && needs_legacy_flag(&result) {
                     // everestctl < 1.6 only knows --operator.xtradb-cluster: use it from now on.
                     self.shared.legacy_mysql_flag.store(true, Ordering::Relaxed);
-                    let flavor = Flavor { legacy_mysql_flag: true };
-                    if let Ok(Action::Run { spec, .. }) = plan::bootstrap_action(step, &self.input, None, settings, flavor) {
+                    let flavor = Flavor {
+                        legacy_mysql_flag: true,
+                    };
+                    if let Ok(Action::Run { spec, .. }) =
+                        plan::bootstrap_action(step, &self.input, None, settings, flavor)
+                    {
                         result = exec::run(&spec, &self.limits(), &self.cancel).await;
                     }
                 }
@@ -129,27 +190,57 @@ impl JobRun {
                 let file = match write_policy(&policy) {
                     Ok(file) => file,
                     Err(e) => {
-                        let error = JobError { step: step.as_str().into(), kind: "internal".into(), detail: format!("cannot write the policy file: {e}") };
+                        let error = JobError {
+                            step: step.as_str().into(),
+                            kind: "internal".into(),
+                            detail: format!("cannot write the policy file: {e}"),
+                        };
                         fail(&self.shared, &self.lease, error).await?;
                         return Ok(Flow::Stop);
                     }
                 };
-                let spec = plan::policy_command(&template, &file.path().to_string_lossy(), settings);
-                let Some(id) = self.start(position, step, &spec.display(), Some(&policy), &summary).await? else {
+                let spec =
+                    plan::policy_command(&template, &file.path().to_string_lossy(), settings);
+                let Some(id) = self
+                    .start(position, step, &spec.display(), Some(&policy), &summary)
+                    .await?
+                else {
                     return Ok(Flow::Stop);
                 };
                 let result = exec::run(&spec, &self.limits(), &self.cancel).await;
-                self.finish_run(position, step, id, &Confirm::ExitCode, result).await
+                self.finish_run(position, step, id, &Confirm::ExitCode, result)
+                    .await
             }
         }
     }
 
     fn limits(&self) -> ExecLimits {
-        ExecLimits { max_output_chars: self.shared.settings.max_output_chars, kill_grace: self.shared.settings.kill_grace }
+        ExecLimits {
+            max_output_chars: self.shared.settings.max_output_chars,
+            kill_grace: self.shared.settings.kill_grace,
+        }
     }
 
-    async fn start(&self, position: usize, step: StepName, command: &str, stdin: Option<&str>, summary: &str) -> Result<Option<i64>, StoreError> {
-        let id = self.shared.store.start_attempt(&self.lease, position as i64, step.as_str(), command, stdin, summary).await?;
+    async fn start(
+        &self,
+        position: usize,
+        step: StepName,
+        command: &str,
+        stdin: Option<&str>,
+        summary: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let id = self
+            .shared
+            .store
+            .start_attempt(
+                &self.lease,
+                position as i64,
+                step.as_str(),
+                command,
+                stdin,
+                summary,
+            )
+            .await?;
         if id.is_none() {
             tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
         }
@@ -166,7 +257,11 @@ impl JobRun {
     ) -> Result<Flow, StoreError> {
         let (end, verdict) = match result {
             Ok(out) => {
-                let may_have_run = self.shared.store.step_may_have_run(&self.lease.job_id, position as i64, attempt_id).await?;
+                let may_have_run = self
+                    .shared
+                    .store
+                    .step_may_have_run(&self.lease.job_id, position as i64, attempt_id)
+                    .await?;
                 let verdict = judge(step, confirm, &out, may_have_run);
                 let end = AttemptEnd {
                     outcome: verdict.outcome(out.termination),
@@ -179,9 +274,26 @@ impl JobRun {
                 (end, verdict)
             }
             Err(e) => {
-                let kind = if matches!(e, ExecError::NotFound { .. } | ExecError::NotExecutable { .. }) { "not_found" } else { "spawn_failed" };
-                let verdict = Verdict::Permanent { kind, detail: e.to_string() };
-                let end = AttemptEnd { outcome: "failed", error_kind: verdict.error_kind(), exit_code: None, stdout: String::new(), stderr: e.to_string(), duration_ms: 0 };
+                let kind = if matches!(
+                    e,
+                    ExecError::NotFound { .. } | ExecError::NotExecutable { .. }
+                ) {
+                    "not_found"
+                } else {
+                    "spawn_failed"
+                };
+                let verdict = Verdict::Permanent {
+                    kind,
+                    detail: e.to_string(),
+                };
+                let end = AttemptEnd {
+                    outcome: "failed",
+                    error_kind: verdict.error_kind(),
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: e.to_string(),
+                    duration_ms: 0,
+                };
                 (end, verdict)
             }
         };
@@ -189,7 +301,13 @@ impl JobRun {
     }
 
     /// Records the attempt and decides what happens to the step and the job.
-    async fn conclude(&mut self, position: usize, attempt_id: i64, end: AttemptEnd, verdict: Verdict) -> Result<Flow, StoreError> {
+    async fn conclude(
+        &mut self,
+        position: usize,
+        attempt_id: i64,
+        end: AttemptEnd,
+        verdict: Verdict,
+    ) -> Result<Flow, StoreError> {
         let step = self.steps[position];
         let settings = self.shared.settings.clone();
         let (step_end, job_end, flow) = match verdict {
@@ -202,27 +320,65 @@ impl JobRun {
                 output["note"] = json!(note);
                 self.notes[position] = Some(note);
                 let last = position + 1 == self.steps.len();
-                let job = if last { JobEnd::Succeeded { summary: self.summary() } } else { JobEnd::Continue };
-                (StepEnd::Succeeded { output: Some(output.to_string()) }, job, if last { Flow::Stop } else { Flow::Next })
+                let job = if last {
+                    JobEnd::Succeeded {
+                        summary: self.summary(),
+                    }
+                } else {
+                    JobEnd::Continue
+                };
+                (
+                    StepEnd::Succeeded {
+                        output: Some(output.to_string()),
+                    },
+                    job,
+                    if last { Flow::Stop } else { Flow::Next },
+                )
             }
             Verdict::Transient { kind, detail } => {
                 self.failures[position] += 1;
                 let failures = self.failures[position];
                 if failures >= i64::from(settings.max_attempts) {
                     let detail = format!("gave up after {failures} attempts: {detail}");
-                    let error = JobError { step: step.as_str().into(), kind: kind.into(), detail };
+                    let error = JobError {
+                        step: step.as_str().into(),
+                        kind: kind.into(),
+                        detail,
+                    };
                     (StepEnd::Failed, failed_end(&error), Flow::Stop)
                 } else {
                     let delay = backoff(settings.retry_base, settings.retry_max, failures);
-                    (StepEnd::Pending { counted: true }, JobEnd::Retry { delay, reason: detail }, Flow::Stop)
+                    (
+                        StepEnd::Pending { counted: true },
+                        JobEnd::Retry {
+                            delay,
+                            reason: detail,
+                        },
+                        Flow::Stop,
+                    )
                 }
             }
             Verdict::Permanent { kind, detail } => {
-                let error = JobError { step: step.as_str().into(), kind: kind.into(), detail };
+                let error = JobError {
+                    step: step.as_str().into(),
+                    kind: kind.into(),
+                    detail,
+                };
                 (StepEnd::Failed, failed_end(&error), Flow::Stop)
             }
         };
-        let kept = self.shared.store.finish_attempt(&self.lease, attempt_id, &end, &step_end, &job_end, settings.credentials_ttl).await?;
+        let kept = self
+            .shared
+            .store
+            .finish_attempt(
+                &self.lease,
+                attempt_id,
+                &end,
+                &step_end,
+                &job_end,
+                settings.credentials_ttl,
+            )
+            .await?;
         if !kept {
             tracing::warn!(job.id = %self.lease.job_id, step = step.as_str(), "lease lost; result of the attempt discarded");
             return Ok(Flow::Stop);
@@ -236,7 +392,13 @@ impl JobRun {
 
     fn summary(&self) -> String {
         let (user, ns) = (&self.input.username, &self.input.namespace);
-        let part = |i: usize, default: &str| self.notes.get(i).cloned().flatten().unwrap_or_else(|| default.into());
+        let part = |i: usize, default: &str| {
+            self.notes
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| default.into())
+        };
         format!(
             "User {user} {}; namespace {ns} {}; quota {}; RBAC {}.",
             part(0, "created"),
@@ -249,11 +411,17 @@ impl JobRun {
 
 fn failed_end(error: &JobError) -> JobEnd {
     let summary = format!("Failed at {}: {}", error.step, error.detail);
-    JobEnd::Failed { error: serde_json::to_string(error).expect("error serializes"), summary }
+    JobEnd::Failed {
+        error: serde_json::to_string(error).expect("error serializes"),
+        summary,
+    }
 }
 
 async fn fail(shared: &Shared, lease: &Lease, error: JobError) -> Result<(), StoreError> {
-    shared.store.finish_job(lease, &failed_end(&error), shared.settings.credentials_ttl).await?;
+    shared
+        .store
+        .finish_job(lease, &failed_end(&error), shared.settings.credentials_ttl)
+        .await?;
     Ok(())
 }
 
@@ -264,7 +432,10 @@ fn needs_legacy_flag(result: &Result<ExecOutput, ExecError>) -> bool {
 
 fn write_policy(policy: &str) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
-    let mut file = tempfile::Builder::new().prefix("everest-policy-").suffix(".csv").tempfile()?;
+    let mut file = tempfile::Builder::new()
+        .prefix("everest-policy-")
+        .suffix(".csv")
+        .tempfile()?;
     file.write_all(policy.as_bytes())?;
     file.flush()?;
     Ok(file)
@@ -283,7 +454,9 @@ fn describe(step: StepName, input: &BootstrapInput) -> String {
 /// Exponential backoff with jitter: `base * 2^(n-1)`, capped, then scaled by a random factor
 /// in [0.5, 1] so that many jobs failing together do not retry together.
 pub(super) fn backoff(base: Duration, max: Duration, failures: i64) -> Duration {
-    let exp = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+    let exp = u32::try_from(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(30);
     let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
     raw.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
@@ -306,7 +479,9 @@ async fn heartbeat(shared: Arc<Shared>, lease: Lease, cancel: CancellationToken)
                 cancel.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(job.id = %lease.job_id, error = %e, "lease renewal failed; will retry"),
+            Err(e) => {
+                tracing::warn!(job.id = %lease.job_id, error = %e, "lease renewal failed; will retry")
+            }
         }
     }
 }

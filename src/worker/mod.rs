@@ -41,9 +41,22 @@ impl Worker {
     /// A worker whose id is `<host>:<pid>:<random>`; `wake` is notified on every submit.
     pub fn new(store: Store, settings: Arc<Settings>, wake: Arc<Notify>) -> Self {
         let host = hostname();
-        let id = format!("{host}:{}:{}", std::process::id(), &uuid::Uuid::now_v7().simple().to_string()[24..]);
-        let shared = Arc::new(Shared { store, settings, wake, legacy_mysql_flag: AtomicBool::new(false) });
-        Worker { shared, id, host_prefix: format!("{host}:") }
+        let id = format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        let shared = Arc::new(Shared {
+            store,
+            settings,
+            wake,
+            legacy_mysql_flag: AtomicBool::new(false),
+        });
+        Worker {
+            shared,
+            id,
+            host_prefix: format!("{host}:"),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -52,7 +65,11 @@ impl Worker {
 
     /// Requeues the jobs that earlier processes of this host left running.
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        let recovered = self.shared.store.recover_host(&self.host_prefix, &self.id).await?;
+        let recovered = self
+            .shared
+            .store
+            .recover_host(&self.host_prefix, &self.id)
+            .await?;
         for r in &recovered {
             tracing::info!(job.id = %r.job_id, previous_owner = %r.previous_owner, "recovered job left running by a previous process");
         }
@@ -68,7 +85,12 @@ impl Worker {
                 _ = stop.cancelled() => break,
                 permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             };
-            match self.shared.store.claim(&self.id, self.shared.settings.lease).await {
+            match self
+                .shared
+                .store
+                .claim(&self.id, self.shared.settings.lease)
+                .await
+            {
                 Ok(Some(claimed)) => {
                     let shared = self.shared.clone();
                     tasks.spawn(async move {

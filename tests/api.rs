@@ -1,0 +1,560 @@
+//! The HTTP contract: bootstrap flow and result shape, validation, auth, errors, idempotency,
+//! dry runs, request ids and the pass-through read.
+
+mod common;
+
+use common::{CI_KEY, KEY, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn bootstrap_runs_every_step_and_returns_the_generated_password_once() {
+    let app = TestApp::start().await;
+    let r = app
+        .post("/bootstrap/users", &json!({"username": "alice"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let id = body["job_id"].as_str().unwrap();
+    assert_eq!(location, format!("/jobs/{id}"));
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["kind"], "bootstrap_user");
+    assert_eq!(body["result_url"], format!("/jobs/{id}/result"));
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+
+    let status = app.wait_final(id).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["submitted_by"], "ops");
+    let names: Vec<_> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "create_account",
+            "add_namespace",
+            "apply_resource_quota",
+            "apply_rbac_policy"
+        ]
+    );
+    assert!(status["finished_at"].as_str().unwrap().ends_with('Z'));
+
+    let result = app.result(id).await;
+    assert_eq!(result["overall_status"], "succeeded");
+    assert_eq!(result["inputs"]["namespace"], "alice");
+    assert_eq!(
+        result["inputs"]["operators"],
+        json!({"mongodb": false, "postgresql": true, "mysql": false})
+    );
+    assert_eq!(
+        result["inputs"]["resources"],
+        json!({"cpu_cores": 2, "ram_mb": 2048, "disk_gb": 20, "max_databases": null})
+    );
+    let steps = result["steps"].as_array().unwrap();
+    assert!(
+        steps[0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("accounts create -u alice -p ********")
+    );
+    assert!(steps[1]["command"].as_str().unwrap().ends_with(
+        "namespaces add alice --skip-wizard --operator.mongodb=false --operator.postgresql=true --operator.mysql=false"));
+    assert!(
+        steps[2]["manifest_preview"]
+            .as_str()
+            .unwrap()
+            .contains("kind: ResourceQuota")
+    );
+    assert_eq!(steps[3]["rbac_applied"], false);
+    let password = result["credentials"]["password"].as_str().unwrap();
+    assert!(password.len() >= 24);
+    assert_eq!(result["credentials"]["username"], "alice");
+    // The fake everestctl received exactly that password.
+    let stored = std::fs::read_to_string(app.sandbox.state().join("users/alice")).unwrap();
+    assert_eq!(stored.trim(), password);
+    // The namespace got the quota from the manifest.
+    let applied = std::fs::read_to_string(app.sandbox.state().join("applied/alice.yaml")).unwrap();
+    assert!(applied.contains("requests.memory: \"2048Mi\""), "{applied}");
+    // The status body never shows it.
+    let (_, status) = app.get_json(&format!("/jobs/{id}")).await;
+    assert!(!status.to_string().contains(password));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_validation_rule_gives_422_and_queues_nothing() {
+    let app = TestApp::start_with(|c| {
+        c.namespace_denylist = Some("forbidden".into());
+    })
+    .await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "username"),
+        (json!({"username": ""}), "username"),
+        (json!({"username": "ab"}), "username"),
+        (json!({"username": "bad-name!"}), "username"),
+        (json!({"username": "admin"}), "username"),
+        (json!({"username": "x".repeat(65)}), "username"),
+        (json!({"username": "Alice_B"}), "namespace"),
+        (
+            json!({"username": "alice", "namespace": "Bad_NS"}),
+            "namespace",
+        ),
+        (
+            json!({"username": "alice", "namespace": "kube-system"}),
+            "namespace",
+        ),
+        (
+            json!({"username": "alice", "namespace": "kube-foo"}),
+            "namespace",
+        ),
+        (
+            json!({"username": "alice", "namespace": "openshift-x"}),
+            "namespace",
+        ),
+        (
+            json!({"username": "alice", "namespace": "everest-system"}),
+            "namespace",
+        ),
+        (
+            json!({"username": "alice", "namespace": "default"}),
+            "namespace",
+        ),
+        (json!({"username": "forbidden"}), "namespace"),
+        (json!({"username": "alice", "namespace": ""}), "namespace"),
+        (
+            json!({"username": "alice", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"username": "alice", "password": "has space 1"}),
+            "password",
+        ),
+        (json!({"username": "alice", "password": ""}), "password"),
+        (
+            json!({"username": "alice", "password": "a".repeat(129)}),
+            "password",
+        ),
+        (
+            json!({"username": "alice", "operators": {"redis": true}}),
+            "operators.redis",
+        ),
+        (
+            json!({"username": "alice", "operators": {"mysql": "yes"}}),
+            "operators.mysql",
+        ),
+        (
+            json!({"username": "alice", "resources": {"cpu_cores": 0}}),
+            "resources.cpu_cores",
+        ),
+        (
+            json!({"username": "alice", "resources": {"cpu_cores": 2000}}),
+            "resources.cpu_cores",
+        ),
+        (
+            json!({"username": "alice", "resources": {"ram_mb": 64}}),
+            "resources.ram_mb",
+        ),
+        (
+            json!({"username": "alice", "resources": {"disk_gb": 0}}),
+            "resources.disk_gb",
+        ),
+        (
+            json!({"username": "alice", "resources": {"max_databases": 10001}}),
+            "resources.max_databases",
+        ),
+        (
+            json!({"username": "alice", "resources": {"cpu_cores": -1}}),
+            "resources.cpu_cores",
+        ),
+        (
+            json!({"username": "alice", "take_ownership": "no"}),
+            "take_ownership",
+        ),
+        (json!({"username": "alice", "extra": 1}), "extra"),
+        (json!({"username": 42}), "username"),
+        (json!(["alice"]), "body"),
+    ];
+    for (body, field) in cases {
+        let r = app.post("/bootstrap/users", &body).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "validation_failed", "{body}");
+        let fields: Vec<_> = v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {v}");
+        assert!(!v["detail"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(app.sandbox.calls(), "");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_wrongly_typed_bodies() {
+    let app = TestApp::start().await;
+    let post = |body: Vec<u8>, ctype: Option<&str>| {
+        let mut req = app
+            .client
+            .post(app.url("/bootstrap/users"))
+            .header("X-Admin-Key", KEY)
+            .body(body);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        req.send()
+    };
+    let r = post(b"{\"username\": ".to_vec(), Some("application/json"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_request");
+    let r = post(
+        b"{\"username\":\"alice\"} trailing".to_vec(),
+        Some("application/json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = post(b"{\"username\":\"alice\"}".to_vec(), Some("text/plain"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_media_type"
+    );
+    let r = post(b"{\"username\":\"alice\"}".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big = format!(
+        "{{\"username\":\"alice\",\"namespace\":\"{}\"}}",
+        "a".repeat(1024 * 1024 + 10)
+    );
+    let r = post(big.into_bytes(), Some("application/json"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "payload_too_large"
+    );
+    let r = post(
+        b"{\"username\":\"alice\"}".to_vec(),
+        Some("application/json; charset=utf-8"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users?dry_run=maybe"))
+        .header("X-Admin-Key", KEY)
+        .json(&json!({"username": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users?bogus=1"))
+        .header("X-Admin-Key", KEY)
+        .json(&json!({"username": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn auth_is_required_except_for_health_checks() {
+    let app = TestApp::start().await;
+    let body = json!({"username": "alice"});
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized");
+    for (name, value) in [
+        ("X-Admin-Key", "wrong"),
+        ("Authorization", "Bearer wrong"),
+        ("Authorization", KEY),
+        ("X-Admin-Key", ""),
+    ] {
+        let r = app
+            .client
+            .get(app.url("/accounts/list"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}: {value}");
+    }
+    let r = app
+        .client
+        .get(app.url("/jobs/00000000-0000-7000-8000-000000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Bearer works, and the key's name is what the job records.
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users"))
+        .bearer_auth(CI_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, v) = app.get_json(&format!("/jobs/{id}")).await;
+    assert_eq!(v["submitted_by"], "ci");
+    assert!(!v.to_string().contains(CI_KEY));
+    for path in ["/healthz", "/readyz"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(r.headers().contains_key("x-request-id"));
+    }
+    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn not_found_and_not_finished() {
+    let app = TestApp::start().await;
+    for path in [
+        "/nope",
+        "/jobs/not-a-uuid",
+        "/jobs/00000000-0000-7000-8000-000000000000",
+        "/jobs/00000000-0000-7000-8000-000000000000/result",
+    ] {
+        let (status, v) = app.get_json(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(v["error"], "not_found", "{path}");
+    }
+    let r = app
+        .client
+        .delete(app.url("/bootstrap/users"))
+        .header("X-Admin-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Keep the first step busy so the result is asked for before the job ends.
+    app.sandbox.ctl("accounts-create", "delay", "3");
+    let id = app.bootstrap(json!({"username": "alice"})).await;
+    let (status, v) = app.get_json(&format!("/jobs/{id}/result")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(v["error"], "not_finished");
+    assert!(
+        matches!(v["status"].as_str(), Some("queued" | "running")),
+        "{v}"
+    );
+    app.sandbox.clear_ctl("accounts-create", "delay");
+    assert_eq!(app.wait_final(&id).await["status"], "succeeded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_or_conflicts() {
+    let app = TestApp::start().await;
+    let send = |key: &'static str, body: Value| {
+        app.client
+            .post(app.url("/bootstrap/users"))
+            .header("X-Admin-Key", KEY)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = send("key-1", json!({"username": "alice", "namespace": "team-a"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = first.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Same body, keys in another order: the original job.
+    let again = send("key-1", json!({"namespace": "team-a", "username": "alice"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["job_id"], id.as_str());
+    let conflict = send("key-1", json!({"username": "bob"})).await.unwrap();
+    assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        conflict.json::<Value>().await.unwrap()["error"],
+        "idempotency_conflict"
+    );
+    let bad = app
+        .client
+        .post(app.url("/bootstrap/users"))
+        .header("X-Admin-Key", KEY)
+        .header("Idempotency-Key", "x".repeat(256))
+        .json(&json!({"username": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    app.wait_final(&id).await;
+    assert_eq!(app.sandbox.started("accounts-create"), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dry_run_shows_the_plan_and_queues_nothing() {
+    let app = TestApp::start().await;
+    let body = json!({"username": "alice", "password": "Sup3r-secret!", "operators": {"mysql": true, "mongodb": true},
+                      "take_ownership": true, "resources": {"cpu_cores": 4, "ram_mb": 8192, "disk_gb": 100, "max_databases": 5}});
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users?dry_run=true"))
+        .header("X-Admin-Key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert!(!v.to_string().contains("Sup3r-secret!"));
+    assert_eq!(v["dry_run"], true);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert!(
+        steps[0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("accounts create -u alice -p ********")
+    );
+    assert!(steps[1]["command"].as_str().unwrap().ends_with(
+        "namespaces add alice --skip-wizard --operator.mongodb=true --operator.postgresql=false --operator.mysql=true --take-ownership"));
+    let manifest = steps[2]["manifest_preview"].as_str().unwrap();
+    assert!(
+        manifest.contains("count/databaseclusters.everest.percona.com: \"5\""),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("requests.storage: \"100Gi\""),
+        "{manifest}"
+    );
+    assert!(
+        steps[3]["policy_preview"]
+            .as_str()
+            .unwrap()
+            .contains("g, alice, role:alice")
+    );
+    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(app.sandbox.calls(), "");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_valid_and_stored_on_jobs() {
+    let app = TestApp::start().await;
+    let r = app
+        .client
+        .post(app.url("/bootstrap/users"))
+        .header("X-Admin-Key", KEY)
+        .header("X-Request-ID", "trace-abc-123")
+        .json(&json!({"username": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, v) = app.get_json(&format!("/jobs/{id}")).await;
+    assert_eq!(v["request_id"], "trace-abc-123");
+    for bad in ["x".repeat(129), "has space".to_string()] {
+        let r = app
+            .client
+            .get(app.url("/healthz"))
+            .header("X-Request-ID", &bad)
+            .send()
+            .await
+            .unwrap();
+        let echoed = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(echoed, bad);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok());
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_list_is_parsed_sorted_and_maps_cli_errors() {
+    let app = TestApp::start_with(|c| c.subprocess_timeout = 1).await;
+    std::fs::create_dir_all(app.sandbox.state().join("users")).unwrap();
+    for user in ["zed", "bob_dev"] {
+        std::fs::write(app.sandbox.state().join("users").join(user), "pw123456\n").unwrap();
+    }
+    let (status, v) = app.get_json("/accounts/list").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["source"], "everestctl accounts list");
+    let users: Vec<_> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["admin", "bob_dev", "zed"]);
+    assert_eq!(
+        v["data"][0],
+        json!({"user": "admin", "capabilities": ["login"], "enabled": true})
+    );
+
+    app.sandbox.ctl(
+        "accounts-list",
+        "fail",
+        "1 1 secrets \"everest-accounts\" not found",
+    );
+    let (status, v) = app.get_json("/accounts/list").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(v["error"], "cli_failed");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("secrets \"everest-accounts\" not found"),
+        "{v}"
+    );
+
+    app.sandbox.ctl("accounts-list", "hang", "");
+    let (status, v) = app.get_json("/accounts/list").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(v["error"], "cli_timeout");
+    app.sandbox.clear_ctl("accounts-list", "hang");
+    app.stop().await;
+
+    let app = TestApp::start_with(|c| c.everestctl_bin = "/nonexistent/everestctl".into()).await;
+    let (status, v) = app.get_json("/accounts/list").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"], "cli_not_found");
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("everestctl"), "{v}");
+    app.stop().await;
+}

@@ -1,0 +1,304 @@
+//! The real binary: crash recovery after kill -9, configuration errors, one process per
+//! database file, and logs without secrets.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{KEY, Sandbox};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_everestctl-api");
+
+/// The binary running with the sandbox's fakes, a fresh database and its stderr in a file.
+struct Service {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn command(sandbox: &Sandbox) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", sandbox.path().join("bin").display()),
+        )
+        .env("HOME", sandbox.path())
+        .env("ADMIN_API_KEYS", format!("ops:{KEY}"))
+        .env("BIND_ADDR", "127.0.0.1")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", sandbox.db().display()),
+        )
+        .env("RETRY_BASE_SECONDS", "0.05")
+        .env("RETRY_MAX_SECONDS", "0.2")
+        .env("KILL_GRACE_SECONDS", "1")
+        .env("LEASE_SECONDS", "30");
+    cmd
+}
+
+impl Service {
+    fn start(sandbox: &Sandbox, run: u32) -> Service {
+        let port = free_port();
+        let log = sandbox.path().join(format!("service-{run}.log"));
+        let child = command(sandbox)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let service = Service {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        service.wait_healthy();
+        service
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "service did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_final(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = client
+            .get(format!("{base}/jobs/{id}"))
+            .header("X-Admin-Key", KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(
+            v["status"].as_str(),
+            Some("succeeded" | "failed" | "canceled")
+        ) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "job did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
+    let sandbox = Sandbox::new();
+    let mut service = Service::start(&sandbox, 1);
+    let client = reqwest::Client::new();
+    let password = "Chosen-Pass_42";
+    sandbox.ctl("namespaces-add", "delay", "30");
+    let r = client
+        .post(format!("{}/bootstrap/users", service.base))
+        .header("X-Admin-Key", KEY)
+        .json(&json!({"username": "alice", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("namespaces add to start", || {
+        sandbox.started("namespaces-add") == 1
+    })
+    .await;
+    service.kill9();
+    // The orphaned CLI keeps sleeping; the restart must not wait for it or for the lease.
+    sandbox.clear_ctl("namespaces-add", "delay");
+    let first_logs = service.logs();
+
+    let service = Service::start(&sandbox, 2);
+    let status = wait_final(&client, &service.base, &id).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    // Completed steps did not run again; the interrupted one ran once more.
+    assert_eq!(sandbox.started("accounts-create"), 1);
+    assert_eq!(sandbox.started("namespaces-add"), 2);
+    let db = sandbox.db();
+    let outcomes = common::db_scalar(&db, &format!(
+        "SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND step='add_namespace' AND outcome='interrupted'")).await;
+    assert_eq!(outcomes, 1, "the interrupted attempt is in the history");
+    assert_eq!(
+        common::db_scalar(
+            &db,
+            &format!("SELECT COUNT(*) FROM job_events WHERE job_id='{id}' AND type='recovered'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(status["steps"][1]["attempts"], 2);
+
+    // Nothing secret in the logs of either run.
+    for logs in [first_logs, service.logs()] {
+        assert!(!logs.contains(password), "password in logs");
+        assert!(!logs.contains(KEY), "admin key in logs");
+        assert!(
+            logs.lines()
+                .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+            "every log line is JSON"
+        );
+    }
+    assert!(
+        service
+            .logs()
+            .contains("recovered job left running by a previous process")
+    );
+    // Stop the orphan of the killed run.
+    for line in sandbox
+        .calls()
+        .lines()
+        .filter(|l| l.starts_with("START") && l.contains("namespaces-add"))
+    {
+        let pid = line.split_whitespace().nth(2).unwrap();
+        let _ = Command::new("kill").arg("-9").arg(pid).status();
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_the_process_with_a_message_naming_the_key() {
+    let sandbox = Sandbox::new();
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(command(&sandbox).env_remove("ADMIN_API_KEYS"));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no admin API key") && err.contains("ADMIN_API_KEY"),
+        "{err}"
+    );
+    let (code, err) = run(command(&sandbox).env("PORT", "not-a-port"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("PORT"), "{err}");
+    let (code, err) = run(command(&sandbox).env("WORKER_CONCURRENCY", "0"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("WORKER_CONCURRENCY"), "{err}");
+    let (code, err) = run(command(&sandbox).arg("--config").arg("/nonexistent.toml"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent.toml"), "{err}");
+    // A TOML file is read, and the environment wins over it.
+    let toml = sandbox.path().join("config.toml");
+    std::fs::write(&toml, "worker_concurrency = 7\nlog_format = 'text'\n").unwrap();
+    let out = command(&sandbox)
+        .env("LOG_FORMAT", "json")
+        .arg("--config")
+        .arg(&toml)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("worker_concurrency: 7") && printed.contains("log_format: Json"),
+        "{printed}"
+    );
+    assert!(!printed.contains(KEY), "check-config shows a key");
+}
+
+#[test]
+fn a_second_process_on_the_same_database_refuses_to_start() {
+    let sandbox = Sandbox::new();
+    let _first = Service::start(&sandbox, 1);
+    let mut second = command(&sandbox)
+        .env("PORT", free_port().to_string())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "second process kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("another everestctl-api process is already using"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_database_and_its_folder_are_created_on_first_start() {
+    let sandbox = Sandbox::new();
+    assert!(!sandbox.db().exists());
+    let out = command(&sandbox).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sandbox.db().exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sandbox.db())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the database holds secrets");
+}
