@@ -84,27 +84,25 @@ pub async fn serve(
         stop.clone(),
     ));
 
+    // On shutdown: refuse new jobs, stop claiming, let the worker drain while reads are still
+    // served, and only then stop the HTTP server.
     let shutting_down = state.shutting_down.clone();
+    let drained = CancellationToken::new();
+    let drained_signal = drained.clone();
     let stop_on_signal = stop.clone();
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            shutting_down.store(true, Ordering::Relaxed);
-            stop_on_signal.cancel();
-            tracing::info!("shutting down: no new jobs are claimed");
-        })
-        .await
-        .context("the HTTP server failed")?;
-
-    stop.cancel();
-    // Running steps get the grace period; what is still running afterwards is resumed by the
-    // next start of this host (its attempts are recorded as interrupted then).
-    if tokio::time::timeout(settings.shutdown_grace, worker_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("running jobs did not finish within the shutdown grace period");
-    }
+    let worker_task = tokio::spawn(async move {
+        worker_task.await.ok();
+        drained_signal.cancel();
+    });
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!("shutting down: no new jobs are accepted or claimed");
+        stop_on_signal.cancel();
+        drained.cancelled().await;
+    });
+    server.await.context("the HTTP server failed")?;
+    worker_task.await.ok();
     purge_task.abort();
     store.close().await;
     tracing::info!("stopped");

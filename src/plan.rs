@@ -188,3 +188,26 @@ fn preview(step: StepName, action: Action, settings: &Settings) -> StepPreview {
     }
     p
 }
+
+/// The resource locks a step takes while its command runs: the accounts Secret and the RBAC
+/// ConfigMap are read-modify-write, and Helm refuses concurrent operations on one release.
+pub fn locks(step: StepName, input: &BootstrapInput, action: &Action) -> Vec<String> {
+    match (step, action) {
+        (_, Action::Record { .. }) => Vec::new(),
+        (StepName::CreateAccount, _) => vec![ACCOUNTS_LOCK.to_string()],
+        (StepName::AddNamespace | StepName::ApplyResourceQuota, _) => {
+            vec![namespace_lock(&input.namespace)]
+        }
+        (StepName::ApplyRbacPolicy, _) => vec![RBAC_LOCK.to_string()],
+    }
+}
+
+/// Lock of the `everest-accounts` Secret.
+pub const ACCOUNTS_LOCK: &str = "everest-accounts";
+/// Lock of the `everest-rbac` ConfigMap (or of the external RBAC command).
+pub const RBAC_LOCK: &str = "everest-rbac";
+
+/// Lock of everything that changes namespace `ns`.
+pub fn namespace_lock(ns: &str) -> String {
+    format!("namespace:{ns}")
+}

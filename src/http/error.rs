@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the job has not finished yet")]
     NotFinished { status: String },
+    #[error("the job has already finished ({status})")]
+    AlreadyFinished { status: String },
     #[error("this Idempotency-Key was used with a different request (job {job_id})")]
     IdempotencyConflict { job_id: String },
     #[error("the request body is larger than 1 MiB")]
@@ -48,6 +50,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::NotFinished { .. } => (StatusCode::CONFLICT, "not_finished"),
+            ApiError::AlreadyFinished { .. } => (StatusCode::CONFLICT, "already_finished"),
             ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
@@ -87,7 +90,9 @@ impl IntoResponse for ApiError {
                         .join("; ")
                 );
             }
-            ApiError::NotFinished { status } => body["status"] = json!(status),
+            ApiError::NotFinished { status } | ApiError::AlreadyFinished { status } => {
+                body["status"] = json!(status)
+            }
             ApiError::IdempotencyConflict { job_id } => body["job_id"] = json!(job_id),
             _ => {}
         }

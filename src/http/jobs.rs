@@ -1,19 +1,29 @@
 //! `GET /jobs/{id}` and `GET /jobs/{id}/result`.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
-use serde_json::Value;
+use std::time::Duration;
 
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::middleware::Caller;
 use super::{ApiError, AppState, extract, views};
 use crate::domain::JobStatus;
-use crate::store::JobRecord;
+use crate::store::{CancelOutcome, JobRecord, RetryOutcome};
+
+/// The longest `?wait=` accepted, in seconds.
+const MAX_WAIT_SECONDS: u64 = 60;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs/{id}", get(status))
         .route("/jobs/{id}/result", get(result))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/retry", post(retry))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
@@ -31,10 +41,83 @@ async fn status(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    extract::query(q.as_deref(), &[])?;
-    let job = find(&state, &id).await?;
+    let params = extract::query(q.as_deref(), &["wait"])?;
+    let wait = match params.get("wait") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= MAX_WAIT_SECONDS => Some(Duration::from_secs(n)),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"
+                )));
+            }
+        },
+    };
+    // Subscribe before the first read so that no change between the read and the wait is missed.
+    let mut changes = state.store.subscribe();
+    let mut job = find(&state, &id).await?;
+    if let Some(wait) = wait {
+        let seen = (job.status.clone(), job.current_step.clone());
+        let deadline = tokio::time::Instant::now() + wait;
+        while !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) => break,
+                Ok(Ok(changed)) if changed != job.id => continue,
+                // Our job changed, or notifications were missed: read again.
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => job = find(&state, &id).await?,
+                Ok(Err(RecvError::Closed)) => break,
+            }
+            if (job.status.clone(), job.current_step.clone()) != seen {
+                break;
+            }
+        }
+    }
     let steps = state.store.steps(&job.id).await?;
     Ok(Json(views::job_status(&job, &steps)))
+}
+
+/// Answers 202 with the job's status body.
+async fn accepted_status(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let job = find(state, id).await?;
+    let steps = state.store.steps(&job.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(views::job_status(&job, &steps))).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &id).await?;
+    match state.store.request_cancel(&job.id, &caller.0).await? {
+        CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {id:?}"))),
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
+        CancelOutcome::Canceled | CancelOutcome::Requested => {
+            accepted_status(&state, &job.id).await
+        }
+    }
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let job = find(&state, &id).await?;
+    match state.store.retry(&job.id, &caller.0).await? {
+        RetryOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {id:?}"))),
+        RetryOutcome::NotRetryable(status) if status == "succeeded" => {
+            Err(ApiError::AlreadyFinished { status })
+        }
+        RetryOutcome::NotRetryable(status) => Err(ApiError::NotFinished { status }),
+        RetryOutcome::Requeued => {
+            state.wake.notify_one();
+            accepted_status(&state, &job.id).await
+        }
+    }
 }
 
 async fn result(

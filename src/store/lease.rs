@@ -88,6 +88,7 @@ impl Store {
         .await?
         .flatten();
         tx.commit().await?;
+        self.changed(&job_id);
         let steps = self.steps(&job_id).await?;
         let lease = Lease {
             job_id,
@@ -102,19 +103,31 @@ impl Store {
         }))
     }
 
-    /// Extends the lease; `false` means it was lost (expired and taken, or the job left `running`).
+    /// Extends the lease and the job's resource locks; `false` means the lease was lost
+    /// (expired and taken, or the job left `running`).
     pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
-        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let until = now_ms() + ms(duration);
         let done = sqlx::query(
             "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
         )
-        .bind(now + ms(duration))
+        .bind(until)
         .bind(&lease.job_id)
         .bind(&lease.owner)
         .bind(lease.attempt)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE resource_locks SET expires_at = ? WHERE job_id = ? AND owner = ?")
+            .bind(until)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Puts back in the queue, at once, the jobs that earlier processes of this host left
@@ -133,6 +146,7 @@ impl Store {
         for (job_id, owner, attempt) in rows {
             let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
             requeue(&mut tx, &job_id).await?;
+            delete_locks(&mut tx, &job_id).await?;
             let detail = format!(
                 "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
             );
@@ -151,6 +165,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        recovered.iter().for_each(|r| self.changed(&r.job_id));
         Ok(recovered)
     }
 
@@ -199,5 +214,14 @@ pub(super) async fn requeue(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> R
     .bind(job_id)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Drops the resource locks a job holds.
+pub(super) async fn delete_locks(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM resource_locks WHERE job_id = ?")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! touches the job row only if the writer still holds the lease of that claim
 //! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
 
+mod control;
 mod lease;
+mod locks;
 mod model;
 mod read;
 mod run;
@@ -19,7 +21,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+pub use control::{CancelOutcome, RetryOutcome};
 pub use lease::{Lease, Recovered};
+pub use locks::LockAttempt;
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
 pub use run::{AttemptEnd, JobEnd, StepEnd};
 pub use submit::Submitted;
@@ -46,6 +50,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Ids of jobs whose status or current step may have changed, sent after each commit.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -84,7 +90,19 @@ impl Store {
             .await?;
         restrict_permissions(path);
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Store { pool, changes })
+    }
+
+    /// Change notifications: the id of every job this process changed, after the commit.
+    /// A lagging receiver should re-read whatever it watches.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, job_id: &str) {
+        // No receiver is not an error: nobody is waiting.
+        let _ = self.changes.send(job_id.to_string());
     }
 
     /// Answers when the database can run a query.

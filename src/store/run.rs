@@ -31,6 +31,7 @@ pub enum StepEnd {
         counted: bool,
     },
     Failed,
+    Canceled,
 }
 
 /// What the attempt means for its job.
@@ -50,6 +51,14 @@ pub enum JobEnd {
     Failed {
         error: String,
         summary: String,
+    },
+    /// Stopped on request; no further step runs.
+    Canceled {
+        summary: String,
+    },
+    /// Given back (shutdown): queued again, due at once, without an owner.
+    Requeue {
+        reason: String,
     },
 }
 
@@ -110,6 +119,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.changed(&lease.job_id);
         Ok(Some(id))
     }
 
@@ -149,10 +159,11 @@ impl Store {
             StepEnd::Succeeded { output } => ("succeeded", output.clone(), false),
             StepEnd::Pending { counted } => ("pending", None, *counted),
             StepEnd::Failed => ("failed", None, true),
+            StepEnd::Canceled => ("canceled", None, false),
         };
         sqlx::query(
             "UPDATE job_steps SET status = ?, exit_code = ?, output = COALESCE(?, output),
-                    failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed') THEN ? END
+                    failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed', 'canceled') THEN ? END
              WHERE job_id = ? AND position = ?",
         )
         .bind(status)
@@ -177,6 +188,7 @@ impl Store {
         .await?;
         end_job(&mut tx, lease, job, secret_ttl).await?;
         tx.commit().await?;
+        self.changed(&lease.job_id);
         Ok(true)
     }
 
@@ -193,6 +205,7 @@ impl Store {
         }
         end_job(&mut tx, lease, job, secret_ttl).await?;
         tx.commit().await?;
+        self.changed(&lease.job_id);
         Ok(true)
     }
 
@@ -219,7 +232,7 @@ impl Store {
 
 /// The first statement of every fenced transaction: it writes the job row only if this lease
 /// still holds, which also takes SQLite's write lock before anything else is read.
-async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool> {
+pub(super) async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
     )
@@ -246,6 +259,12 @@ async fn end_job(
     );
     match end {
         JobEnd::Continue => {}
+        JobEnd::Requeue { reason } => {
+            super::lease::interrupt_attempts(tx, id).await?;
+            super::lease::requeue(tx, id).await?;
+            super::lease::delete_locks(tx, id).await?;
+            event(tx, id, "interrupted", attempt, owner, Some(reason)).await?;
+        }
         JobEnd::Retry { delay, reason } => {
             sqlx::query(
                 "UPDATE jobs SET status = 'queued', run_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
@@ -257,10 +276,13 @@ async fn end_job(
             let detail = format!("retry in {:.1}s: {reason}", delay.as_secs_f64());
             event(tx, id, "retry_scheduled", attempt, owner, Some(&detail)).await?;
         }
-        JobEnd::Succeeded { summary } | JobEnd::Failed { summary, .. } => {
-            let (status, error) = match end {
-                JobEnd::Failed { error, .. } => ("failed", Some(error.as_str())),
-                _ => ("succeeded", None),
+        JobEnd::Succeeded { summary }
+        | JobEnd::Failed { summary, .. }
+        | JobEnd::Canceled { summary } => {
+            let (status, error, rest) = match end {
+                JobEnd::Failed { error, .. } => ("failed", Some(error.as_str()), "skipped"),
+                JobEnd::Canceled { .. } => ("canceled", None, "canceled"),
+                _ => ("succeeded", None, "skipped"),
             };
             sqlx::query(
                 "UPDATE jobs SET status = ?, summary = ?, error = ?, finished_at = ?, current_step = NULL,
@@ -274,12 +296,11 @@ async fn end_job(
             .bind(id)
             .execute(&mut **tx)
             .await?;
-            sqlx::query(
-                "UPDATE job_steps SET status = 'skipped' WHERE job_id = ? AND status = 'pending'",
-            )
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query("UPDATE job_steps SET status = ? WHERE job_id = ? AND status = 'pending'")
+                .bind(rest)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
             // A password the client chose is not needed once the job succeeded; a generated one
             // stays retrievable for the TTL.
             sqlx::query(
@@ -292,6 +313,10 @@ async fn end_job(
             .bind(id)
             .execute(&mut **tx)
             .await?;
+            super::lease::delete_locks(tx, id).await?;
+            if status == "canceled" {
+                event(tx, id, "canceled", attempt, owner, Some(summary)).await?;
+            }
             event(
                 tx,
                 id,

@@ -1,4 +1,5 @@
-//! Running one claimed job: its steps in order under a renewed lease.
+//! Running one claimed job: its steps in order, each under its resource locks, while a watcher
+//! renews the lease and listens for cancel requests and shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -6,15 +7,15 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::verdict::{Verdict, judge};
+use super::watch::{Stop, StopReason, watch};
 use crate::domain::{BootstrapInput, JobError, StepName};
 use crate::everest::classify::is_unknown_flag;
-use crate::exec::{self, ExecError, ExecLimits, ExecOutput, Termination};
+use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
 use crate::plan::{self, Action, Confirm, Flavor};
-use crate::store::{AttemptEnd, Claimed, JobEnd, Lease, StepEnd, StoreError};
+use crate::store::{AttemptEnd, Claimed, JobEnd, Lease, LockAttempt, StepEnd, StoreError};
 
 /// What the job loop does after a step.
 enum Flow {
@@ -28,79 +29,86 @@ struct JobRun {
     lease: Lease,
     input: BootstrapInput,
     password: Option<String>,
-    cancel: CancellationToken,
-    /// Per position: failures so far and the note of a succeeded step.
+    stop: Stop,
+    steps: Vec<StepName>,
+    /// Per position: failures so far, and the note of a succeeded step (for the summary).
     failures: Vec<i64>,
     notes: Vec<Option<String>>,
-    steps: Vec<StepName>,
 }
 
-/// Runs a claimed job until it finishes, is rescheduled, or the lease is lost.
+/// Runs a claimed job until it finishes, is rescheduled or given back, or the lease is lost.
 pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
     let lease = claimed.lease.clone();
-    let cancel = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(shared.clone(), lease.clone(), cancel.clone()));
-    if let Err(e) = drive(shared.clone(), claimed, cancel.clone()).await {
+    let stop = Stop::default();
+    let watcher = tokio::spawn(watch(shared.clone(), lease.clone(), stop.clone()));
+    if let Err(e) = drive(shared.clone(), claimed, stop).await {
         // The lease will expire and the job will be claimed again; steps are safe to re-run.
         tracing::warn!(job.id = %lease.job_id, error = %e, "store error while running a job");
     }
-    heartbeat.abort();
+    watcher.abort();
+    if let Err(e) = shared.store.unlock_all(&lease.job_id).await {
+        tracing::warn!(job.id = %lease.job_id, error = %e, "cannot release resource locks; they expire with the lease");
+    }
+    shared.locks_released.notify_waiters();
 }
 
-async fn drive(
-    shared: Arc<Shared>,
-    claimed: Claimed,
-    cancel: CancellationToken,
-) -> Result<(), StoreError> {
+async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), StoreError> {
     let lease = claimed.lease.clone();
     let input: BootstrapInput = match serde_json::from_str(&claimed.job.inputs) {
         Ok(input) => input,
         Err(e) => {
-            let error = JobError {
-                step: String::new(),
-                kind: "internal".into(),
-                detail: format!("stored inputs are unreadable: {e}"),
-            };
-            return fail(&shared, &lease, error).await;
+            let detail = format!("stored inputs are unreadable: {e}");
+            return end(
+                &shared,
+                &lease,
+                failed_end(&JobError {
+                    step: String::new(),
+                    kind: "internal".into(),
+                    detail,
+                }),
+            )
+            .await;
         }
     };
-    let steps: Vec<StepName> = claimed
-        .steps
-        .iter()
-        .filter_map(|s| StepName::parse(&s.name))
-        .collect();
     let mut run = JobRun {
         shared,
         lease,
         input,
         password: claimed.password,
-        cancel,
+        stop,
+        steps: claimed
+            .steps
+            .iter()
+            .filter_map(|s| StepName::parse(&s.name))
+            .collect(),
         failures: claimed.steps.iter().map(|s| s.failures).collect(),
         notes: claimed
             .steps
             .iter()
             .map(|s| note_of(s.output.as_deref()))
             .collect(),
-        steps,
     };
     tracing::info!(job.id = %run.lease.job_id, job.attempt = run.lease.attempt, "job claimed");
     for (position, record) in claimed.steps.iter().enumerate() {
         if matches!(record.status.as_str(), "succeeded" | "skipped") {
             continue;
         }
+        if !run.may_start_step(position).await? {
+            return Ok(());
+        }
         if let Flow::Stop = run.step(position).await? {
             return Ok(());
         }
     }
     // Every step had already succeeded (the last one ends the job itself, so this is rare).
-    let end = JobEnd::Succeeded {
-        summary: run.summary(),
-    };
-    run.shared
-        .store
-        .finish_job(&run.lease, &end, run.shared.settings.credentials_ttl)
-        .await?;
-    Ok(())
+    end(
+        &run.shared,
+        &run.lease,
+        JobEnd::Succeeded {
+            summary: run.summary(),
+        },
+    )
+    .await
 }
 
 fn note_of(output: Option<&str>) -> Option<String> {
@@ -109,18 +117,37 @@ fn note_of(output: Option<&str>) -> Option<String> {
 }
 
 impl JobRun {
+    /// Between steps: a canceled job ends, a draining worker gives the job back.
+    async fn may_start_step(&self, position: usize) -> Result<bool, StoreError> {
+        let step = self.steps[position].as_str();
+        let job_end = match self.stop.reason() {
+            Some(StopReason::LeaseLost) => return Ok(false),
+            Some(StopReason::Canceled) => JobEnd::Canceled {
+                summary: format!("Canceled before {step}."),
+            },
+            Some(StopReason::Shutdown) => JobEnd::Requeue {
+                reason: format!("shutdown before {step}"),
+            },
+            None if self.shared.draining.is_cancelled() => JobEnd::Requeue {
+                reason: format!("shutdown: the worker stopped before {step}"),
+            },
+            None => return Ok(true),
+        };
+        end(&self.shared, &self.lease, job_end).await?;
+        Ok(false)
+    }
+
     async fn step(&mut self, position: usize) -> Result<Flow, StoreError> {
         let step = self.steps[position];
+        let settings = self.shared.settings.clone();
         let flavor = Flavor {
             legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed),
         };
-        let settings = self.shared.settings.clone();
-        let settings = settings.as_ref();
         let action = match plan::bootstrap_action(
             step,
             &self.input,
             self.password.as_deref(),
-            settings,
+            &settings,
             flavor,
         ) {
             Ok(action) => action,
@@ -130,10 +157,30 @@ impl JobRun {
                     kind: "secret_expired".into(),
                     detail: e.to_string(),
                 };
-                fail(&self.shared, &self.lease, error).await?;
+                end(&self.shared, &self.lease, failed_end(&error)).await?;
                 return Ok(Flow::Stop);
             }
         };
+        let locks = plan::locks(step, &self.input, &action);
+        if !self.take_locks(&locks).await? {
+            // Stopped while waiting: decide as between steps.
+            self.may_start_step(position).await?;
+            return Ok(Flow::Stop);
+        }
+        let flow = self.run_action(position, step, action).await;
+        if !locks.is_empty() {
+            self.shared.store.unlock_all(&self.lease.job_id).await?;
+            self.shared.locks_released.notify_waiters();
+        }
+        flow
+    }
+
+    async fn run_action(
+        &mut self,
+        position: usize,
+        step: StepName,
+        action: Action,
+    ) -> Result<Flow, StoreError> {
         let summary = describe(step, &self.input);
         match action {
             Action::Record { output, note } => {
@@ -171,17 +218,21 @@ impl JobRun {
                 else {
                     return Ok(Flow::Stop);
                 };
-                let mut result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                let mut result = self.exec(&spec).await;
                 if step == StepName::AddNamespace && needs_legacy_flag(&result) {
                     // everestctl < 1.6 only knows --operator.xtradb-cluster: use it from now on.
                     self.shared.legacy_mysql_flag.store(true, Ordering::Relaxed);
-                    let flavor = Flavor {
+                    let legacy = Flavor {
                         legacy_mysql_flag: true,
                     };
-                    if let Ok(Action::Run { spec, .. }) =
-                        plan::bootstrap_action(step, &self.input, None, settings, flavor)
-                    {
-                        result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                    if let Ok(Action::Run { spec, .. }) = plan::bootstrap_action(
+                        step,
+                        &self.input,
+                        None,
+                        &self.shared.settings,
+                        legacy,
+                    ) {
+                        result = self.exec(&spec).await;
                     }
                 }
                 self.finish_run(position, step, id, &confirm, result).await
@@ -195,29 +246,68 @@ impl JobRun {
                             kind: "internal".into(),
                             detail: format!("cannot write the policy file: {e}"),
                         };
-                        fail(&self.shared, &self.lease, error).await?;
+                        end(&self.shared, &self.lease, failed_end(&error)).await?;
                         return Ok(Flow::Stop);
                     }
                 };
-                let spec =
-                    plan::policy_command(&template, &file.path().to_string_lossy(), settings);
+                let spec = plan::policy_command(
+                    &template,
+                    &file.path().to_string_lossy(),
+                    &self.shared.settings,
+                );
                 let Some(id) = self
                     .start(position, step, &spec.display(), Some(&policy), &summary)
                     .await?
                 else {
                     return Ok(Flow::Stop);
                 };
-                let result = exec::run(&spec, &self.limits(), &self.cancel).await;
+                let result = self.exec(&spec).await;
                 self.finish_run(position, step, id, &Confirm::ExitCode, result)
                     .await
             }
         }
     }
 
-    fn limits(&self) -> ExecLimits {
-        ExecLimits {
-            max_output_chars: self.shared.settings.max_output_chars,
-            kill_grace: self.shared.settings.kill_grace,
+    async fn exec(&self, spec: &CommandSpec) -> Result<ExecOutput, ExecError> {
+        let settings = &self.shared.settings;
+        let limits = ExecLimits {
+            max_output_chars: settings.max_output_chars,
+            kill_grace: settings.kill_grace,
+        };
+        exec::run(spec, &limits, &self.stop.token).await
+    }
+
+    /// Waits until all `names` are taken for this job; `false` when the job was stopped meanwhile.
+    async fn take_locks(&self, names: &[String]) -> Result<bool, StoreError> {
+        if names.is_empty() {
+            return Ok(true);
+        }
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self
+                .shared
+                .store
+                .try_lock(&self.lease, names, self.shared.settings.lease)
+                .await?
+            {
+                LockAttempt::Acquired => return Ok(true),
+                LockAttempt::LeaseLost => {
+                    self.stop.trigger(StopReason::LeaseLost);
+                    return Ok(false);
+                }
+                LockAttempt::Busy { name, holder } => {
+                    tracing::debug!(job.id = %self.lease.job_id, lock = %name, holder = %holder, "waiting for a resource lock");
+                }
+            }
+            // Woken early when a job of this process releases its locks; other processes' locks
+            // are polled.
+            tokio::select! {
+                _ = self.stop.token.cancelled() => return Ok(false),
+                _ = self.shared.draining.cancelled() => return Ok(false),
+                _ = self.shared.locks_released.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -305,22 +395,39 @@ impl JobRun {
         &mut self,
         position: usize,
         attempt_id: i64,
-        end: AttemptEnd,
+        mut end: AttemptEnd,
         verdict: Verdict,
     ) -> Result<Flow, StoreError> {
         let step = self.steps[position];
         let settings = self.shared.settings.clone();
-        let (step_end, job_end, flow) = match verdict {
-            Verdict::Interrupted => {
-                // Lost lease or shutdown: whoever holds the job now records the interruption.
-                tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), "step interrupted");
-                return Ok(Flow::Stop);
-            }
+        let (step_end, job_end) = match verdict {
+            Verdict::Interrupted => match self.stop.reason() {
+                Some(StopReason::Canceled) => {
+                    end.outcome = "canceled";
+                    (
+                        StepEnd::Canceled,
+                        JobEnd::Canceled {
+                            summary: format!("Canceled during {}.", step.as_str()),
+                        },
+                    )
+                }
+                Some(StopReason::Shutdown) => {
+                    let reason = format!(
+                        "shutdown: {} was stopped after the grace period",
+                        step.as_str()
+                    );
+                    (
+                        StepEnd::Pending { counted: false },
+                        JobEnd::Requeue { reason },
+                    )
+                }
+                // The new owner records the interruption; this worker writes nothing more.
+                Some(StopReason::LeaseLost) | None => return Ok(Flow::Stop),
+            },
             Verdict::Succeeded { mut output, note } => {
                 output["note"] = json!(note);
                 self.notes[position] = Some(note);
-                let last = position + 1 == self.steps.len();
-                let job = if last {
+                let job = if position + 1 == self.steps.len() {
                     JobEnd::Succeeded {
                         summary: self.summary(),
                     }
@@ -332,7 +439,6 @@ impl JobRun {
                         output: Some(output.to_string()),
                     },
                     job,
-                    if last { Flow::Stop } else { Flow::Next },
                 )
             }
             Verdict::Transient { kind, detail } => {
@@ -340,12 +446,14 @@ impl JobRun {
                 let failures = self.failures[position];
                 if failures >= i64::from(settings.max_attempts) {
                     let detail = format!("gave up after {failures} attempts: {detail}");
-                    let error = JobError {
-                        step: step.as_str().into(),
-                        kind: kind.into(),
-                        detail,
-                    };
-                    (StepEnd::Failed, failed_end(&error), Flow::Stop)
+                    (
+                        StepEnd::Failed,
+                        failed_end(&JobError {
+                            step: step.as_str().into(),
+                            kind: kind.into(),
+                            detail,
+                        }),
+                    )
                 } else {
                     let delay = backoff(settings.retry_base, settings.retry_max, failures);
                     (
@@ -354,18 +462,17 @@ impl JobRun {
                             delay,
                             reason: detail,
                         },
-                        Flow::Stop,
                     )
                 }
             }
-            Verdict::Permanent { kind, detail } => {
-                let error = JobError {
+            Verdict::Permanent { kind, detail } => (
+                StepEnd::Failed,
+                failed_end(&JobError {
                     step: step.as_str().into(),
                     kind: kind.into(),
                     detail,
-                };
-                (StepEnd::Failed, failed_end(&error), Flow::Stop)
-            }
+                }),
+            ),
         };
         let kept = self
             .shared
@@ -384,10 +491,12 @@ impl JobRun {
             return Ok(Flow::Stop);
         }
         tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), outcome = end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
-        if !matches!(job_end, JobEnd::Continue) {
-            self.shared.wake.notify_one();
+        if matches!(job_end, JobEnd::Continue) {
+            return Ok(Flow::Next);
         }
-        Ok(flow)
+        // The job left this worker: another one may be able to take what it waited for.
+        self.shared.wake.notify_one();
+        Ok(Flow::Stop)
     }
 
     fn summary(&self) -> String {
@@ -417,11 +526,16 @@ fn failed_end(error: &JobError) -> JobEnd {
     }
 }
 
-async fn fail(shared: &Shared, lease: &Lease, error: JobError) -> Result<(), StoreError> {
-    shared
+/// Ends the job without an attempt.
+async fn end(shared: &Shared, lease: &Lease, job_end: JobEnd) -> Result<(), StoreError> {
+    if !shared
         .store
-        .finish_job(lease, &failed_end(&error), shared.settings.credentials_ttl)
-        .await?;
+        .finish_job(lease, &job_end, shared.settings.credentials_ttl)
+        .await?
+    {
+        tracing::warn!(job.id = %lease.job_id, "lease lost before the job could be ended");
+    }
+    shared.wake.notify_one();
     Ok(())
 }
 
@@ -459,31 +573,6 @@ pub(super) fn backoff(base: Duration, max: Duration, failures: i64) -> Duration 
         .min(30);
     let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
     raw.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
-/// Renews the lease every third of its length; cancels the job when the lease is lost.
-async fn heartbeat(shared: Arc<Shared>, lease: Lease, cancel: CancellationToken) {
-    let period = shared.settings.lease / 3;
-    let mut last_ok = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(period).await;
-        match shared.store.renew(&lease, shared.settings.lease).await {
-            Ok(true) => last_ok = tokio::time::Instant::now(),
-            Ok(false) => {
-                tracing::warn!(job.id = %lease.job_id, "lease lost; stopping the job");
-                cancel.cancel();
-                return;
-            }
-            Err(e) if last_ok.elapsed() >= shared.settings.lease => {
-                tracing::warn!(job.id = %lease.job_id, error = %e, "lease could not be renewed in time; stopping the job");
-                cancel.cancel();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(job.id = %lease.job_id, error = %e, "lease renewal failed; will retry")
-            }
-        }
-    }
 }
 
 #[cfg(test)]

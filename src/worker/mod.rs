@@ -7,6 +7,7 @@
 
 mod job;
 mod verdict;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -28,6 +29,12 @@ struct Shared {
     wake: Arc<Notify>,
     /// Set once the installed everestctl turned out to predate `--operator.mysql`.
     legacy_mysql_flag: AtomicBool,
+    /// Notified whenever a job of this process releases its resource locks.
+    locks_released: Notify,
+    /// Cancelled when the process starts shutting down: no new job, no new step.
+    draining: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running commands are stopped.
+    interrupt: CancellationToken,
 }
 
 /// The worker pool of this process.
@@ -51,6 +58,9 @@ impl Worker {
             settings,
             wake,
             legacy_mysql_flag: AtomicBool::new(false),
+            locks_released: Notify::new(),
+            draining: CancellationToken::new(),
+            interrupt: CancellationToken::new(),
         });
         Worker {
             shared,
@@ -76,7 +86,9 @@ impl Worker {
         Ok(recovered.len())
     }
 
-    /// Claims and runs jobs until `stop` is cancelled, then waits for running jobs to end.
+    /// Claims and runs jobs until `stop` is cancelled, then drains: running steps may finish
+    /// within `SHUTDOWN_GRACE_SECONDS` (their jobs are given back at the next step boundary);
+    /// after that their commands are stopped and the jobs are given back as interrupted.
     pub async fn run(self, stop: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.shared.settings.worker_concurrency));
         let tasks = TaskTracker::new();
@@ -117,8 +129,37 @@ impl Worker {
                 }
             }
         }
+        self.drain(tasks).await;
+    }
+
+    async fn drain(&self, tasks: TaskTracker) {
+        self.shared.draining.cancel();
         tasks.close();
-        tasks.wait().await;
+        let settings = &self.shared.settings;
+        if !tasks.is_empty() {
+            tracing::info!(
+                running = tasks.len(),
+                grace_s = settings.shutdown_grace.as_secs(),
+                "waiting for running steps to finish"
+            );
+        }
+        if tokio::time::timeout(settings.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = tasks.len(),
+                "grace period over; stopping running commands"
+            );
+            self.shared.interrupt.cancel();
+            // Commands get SIGTERM, then SIGKILL after the kill grace; recording them is quick.
+            let bound = settings.kill_grace + Duration::from_secs(10);
+            if tokio::time::timeout(bound, tasks.wait()).await.is_err() {
+                tracing::error!(
+                    "jobs did not stop in time; their leases will expire and they will be resumed"
+                );
+            }
+        }
     }
 
     /// How long to sleep when nothing is due: until the next due time, at most one lease.

@@ -1,0 +1,74 @@
+//! Named resource locks, held by a job under its lease.
+
+use std::time::Duration;
+
+use super::{Lease, Result, Store, ms, now_ms, run::fence};
+
+/// The result of trying to take a set of locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAttempt {
+    Acquired,
+    /// One of the locks is held by this other job.
+    Busy {
+        name: String,
+        holder: String,
+    },
+    /// The lease was lost meanwhile.
+    LeaseLost,
+}
+
+impl Store {
+    /// Takes all of `names` for the job of `lease`, or none of them. A lock that is free, expired
+    /// or already held by the same job is taken; taking them all at once means no job ever
+    /// holds one lock while waiting for another, so there is no deadlock.
+    pub async fn try_lock(
+        &self,
+        lease: &Lease,
+        names: &[String],
+        duration: Duration,
+    ) -> Result<LockAttempt> {
+        let mut tx = self.pool.begin().await?;
+        if !fence(&mut tx, lease).await? {
+            return Ok(LockAttempt::LeaseLost);
+        }
+        let now = now_ms();
+        for name in names {
+            let taken = sqlx::query(
+                "INSERT INTO resource_locks (name, job_id, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET job_id = excluded.job_id, owner = excluded.owner,
+                        expires_at = excluded.expires_at
+                 WHERE resource_locks.expires_at <= ?5 OR resource_locks.job_id = excluded.job_id",
+            )
+            .bind(name)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(now + ms(duration))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() == 0 {
+                let holder: String =
+                    sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = ?")
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.rollback().await?;
+                return Ok(LockAttempt::Busy {
+                    name: name.clone(),
+                    holder,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(LockAttempt::Acquired)
+    }
+
+    /// Releases every lock the job holds.
+    pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM resource_locks WHERE job_id = ?")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
