@@ -4,130 +4,12 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::service::{Service, command, free_port, kill_orphans, wait_final, wait_for};
 use common::{KEY, Sandbox};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_everestctl-api");
-
-/// The binary running with the sandbox's fakes, a fresh database and its stderr in a file.
-struct Service {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn command(sandbox: &Sandbox) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env(
-            "PATH",
-            format!("{}:/usr/bin:/bin", sandbox.path().join("bin").display()),
-        )
-        .env("HOME", sandbox.path())
-        .env("ADMIN_API_KEYS", format!("ops:{KEY}"))
-        .env("BIND_ADDR", "127.0.0.1")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", sandbox.db().display()),
-        )
-        .env("RETRY_BASE_SECONDS", "0.05")
-        .env("RETRY_MAX_SECONDS", "0.2")
-        .env("KILL_GRACE_SECONDS", "1")
-        .env("LEASE_SECONDS", "30");
-    cmd
-}
-
-impl Service {
-    fn start(sandbox: &Sandbox, run: u32) -> Service {
-        let port = free_port();
-        let log = sandbox.path().join(format!("service-{run}.log"));
-        let child = command(sandbox)
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let service = Service {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        service.wait_healthy();
-        service
-    }
-
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "service did not start: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_final(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v: Value = client
-            .get(format!("{base}/jobs/{id}"))
-            .header("X-Admin-Key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            v["status"].as_str(),
-            Some("succeeded" | "failed" | "canceled")
-        ) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "job did not finish: {v}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test]
 async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
@@ -148,7 +30,7 @@ async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
         .as_str()
         .unwrap()
         .to_string();
-    wait_for("namespaces add to start", || {
+    wait_for("namespaces add to start", Duration::from_secs(20), || {
         sandbox.started("namespaces-add") == 1
     })
     .await;
@@ -158,7 +40,7 @@ async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
     let first_logs = service.logs();
 
     let service = Service::start(&sandbox, 2);
-    let status = wait_final(&client, &service.base, &id).await;
+    let status = wait_final(&client, &service.base, &id, Duration::from_secs(30)).await;
     assert_eq!(status["status"], "succeeded", "{status}");
     // Completed steps did not run again; the interrupted one ran once more.
     assert_eq!(sandbox.started("accounts-create"), 1);
@@ -192,15 +74,7 @@ async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
             .logs()
             .contains("recovered job left running by a previous process")
     );
-    // Stop the orphan of the killed run.
-    for line in sandbox
-        .calls()
-        .lines()
-        .filter(|l| l.starts_with("START") && l.contains("namespaces-add"))
-    {
-        let pid = line.split_whitespace().nth(2).unwrap();
-        let _ = Command::new("kill").arg("-9").arg(pid).status();
-    }
+    kill_orphans(&sandbox);
 }
 
 #[test]

@@ -86,6 +86,7 @@ impl Store {
             .max_connections(8)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(15))
+            .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
             .connect_with(options)
             .await?;
         restrict_permissions(path);
@@ -121,6 +122,23 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether a connection returned to the pool can be used again. When a write fails because the
+/// disk is full or read-only, SQLite rolls the transaction back itself; the rollback sqlx then
+/// sends fails, and the connection would believe it is still inside a transaction forever.
+/// Such a connection is dropped (the pool opens a fresh one), so the service recovers by itself
+/// once the condition clears.
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction's rollback may still be queued: let it run, then look again.
+    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+        return Ok(false);
+    }
+    Ok(!conn.is_in_transaction())
 }
 
 /// The database holds passwords until they expire: only the service's user may read it.
