@@ -53,9 +53,31 @@ pub async fn accounts_list(settings: &Settings) -> Result<Listing, PassthroughEr
     })
 }
 
+/// Runs `kubectl get namespaces -l app.kubernetes.io/managed-by=everest -o json`: the
+/// namespaces Everest manages, sorted by name.
+pub async fn managed_namespaces(settings: &Settings) -> Result<Listing, PassthroughError> {
+    let spec = CommandSpec::new(
+        &settings.kubectl_bin,
+        argv::kubectl_get_managed_namespaces(),
+        settings.subprocess_timeout,
+    );
+    let out = run(&spec, settings).await?;
+    let list = everest::parse_namespace_list(&out.stdout)
+        .map_err(|e| PassthroughError::Failed(format!("unexpected output from kubectl: {e}")))?;
+    let data = list
+        .into_iter()
+        .map(|n| serde_json::json!({"name": n.name, "created_at": n.created_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))}))
+        .collect();
+    Ok(Listing {
+        data: Value::Array(data),
+        source: spec.display(),
+    })
+}
+
 async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, PassthroughError> {
+    // The output is parsed, so it is read whole (see DATA_OUTPUT_LIMIT).
     let limits = ExecLimits {
-        max_output_chars: settings.max_output_chars,
+        max_output_chars: crate::worker::DATA_OUTPUT_LIMIT,
         kill_grace: settings.kill_grace,
     };
     let out = exec::run(spec, &limits, &CancellationToken::new())

@@ -69,7 +69,14 @@ async fn bootstrap_runs_every_step_and_returns_the_generated_password_once() {
             .unwrap()
             .contains("kind: ResourceQuota")
     );
-    assert_eq!(steps[3]["rbac_applied"], false);
+    assert_eq!(steps[3]["rbac_applied"], true);
+    let policy = std::fs::read_to_string(app.sandbox.state().join("rbac/policy.csv")).unwrap();
+    assert!(policy.starts_with("g, admin, role:admin\n"), "{policy}");
+    assert!(
+        policy.contains("p, role:alice, database-clusters, *, alice/*\n"),
+        "{policy}"
+    );
+    assert!(policy.ends_with("g, alice, role:alice\n"), "{policy}");
     let password = result["credentials"]["password"].as_str().unwrap();
     assert!(password.len() >= 24);
     assert_eq!(result["credentials"]["username"], "alice");

@@ -83,7 +83,7 @@ pub fn hint(key: &str) -> &'static str {
             "Use sqlite://path/to/file.db (relative paths start at the working directory)"
         }
         "everestctl_bin" | "kubectl_bin" => "Use a binary name found on PATH or a path to it",
-        "rbac_mode" => "Use `skip` (or set EVEREST_RBAC_APPLY_CMD)",
+        "rbac_mode" => "Use `configmap` or `skip` (or set EVEREST_RBAC_APPLY_CMD)",
         "default_operators" => "Use a comma-separated list of mongodb, postgresql, mysql",
         "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
         "log_format" => "Use `json` or `text`",

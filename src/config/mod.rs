@@ -23,6 +23,9 @@ pub use raw::RawConfig;
 pub enum RbacMode {
     /// Write the policy to a temp file and run this command (`{file}` replaced by the path).
     Command(String),
+    /// Merge into ConfigMap `everest-rbac`: read, edit this user's lines, validate, write back
+    /// with optimistic concurrency.
+    ConfigMap,
     /// Record `rbac_applied: false` and change nothing.
     Skip,
 }

@@ -86,7 +86,7 @@ impl Default for RawConfig {
             namespace_timeout: 1200,
             max_output_chars: 20_000,
             everest_rbac_apply_cmd: None,
-            rbac_mode: "skip".into(),
+            rbac_mode: "configmap".into(),
             default_operators: "postgresql".into(),
             namespace_denylist: None,
             allowed_namespace_prefixes: None,
@@ -286,10 +286,7 @@ impl RawConfig {
         }
         match self.rbac_mode.trim() {
             "skip" => Ok(RbacMode::Skip),
-            "configmap" => Err(ConfigError::key(
-                "rbac_mode",
-                "`configmap` is not available in this version; use `skip` or set EVEREST_RBAC_APPLY_CMD",
-            )),
+            "configmap" => Ok(RbacMode::ConfigMap),
             other => Err(ConfigError::key(
                 "rbac_mode",
                 format!("{other:?} is not a mode"),

@@ -17,7 +17,7 @@ fn defaults_with_a_key_are_valid() {
     assert_eq!(s.api_keys.len(), 1);
     assert_eq!(s.api_keys[0].name, "default");
     assert_eq!(s.worker_concurrency, 4);
-    assert_eq!(s.rbac, RbacMode::Skip);
+    assert_eq!(s.rbac, RbacMode::ConfigMap);
     assert!(s.default_operators.postgresql && !s.default_operators.mysql);
 }
 

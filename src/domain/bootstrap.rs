@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FieldError, JobKind, NamespacePolicy, Operators, Password, Plan, Resources, Username};
+use super::{
+    FieldError, JobKind, NamespacePolicy, Operators, Password, Plan, Resources, StepName, Username,
+};
 
 /// Body of `POST /bootstrap/users`, as sent.
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,12 @@ impl BootstrapRequest {
             username: Some(input.username.clone()),
             namespace: Some(input.namespace.clone()),
             inputs: serde_json::to_value(&input).expect("inputs serialize"),
+            steps: vec![
+                StepName::CreateAccount,
+                StepName::AddNamespace,
+                StepName::ApplyResourceQuota,
+                StepName::ApplyRbacPolicy,
+            ],
             password: Some(password.unwrap_or_else(Password::generate)),
             password_generated: generated,
         })

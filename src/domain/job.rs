@@ -7,32 +7,39 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     BootstrapUser,
+    SetPassword,
+    UpdateResources,
+    AddOperators,
+    SuspendUser,
+    ResumeUser,
+    DeleteUser,
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::BootstrapUser,
+        JobKind::SetPassword,
+        JobKind::UpdateResources,
+        JobKind::AddOperators,
+        JobKind::SuspendUser,
+        JobKind::ResumeUser,
+        JobKind::DeleteUser,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::BootstrapUser => "bootstrap_user",
+            JobKind::SetPassword => "set_password",
+            JobKind::UpdateResources => "update_resources",
+            JobKind::AddOperators => "add_operators",
+            JobKind::SuspendUser => "suspend_user",
+            JobKind::ResumeUser => "resume_user",
+            JobKind::DeleteUser => "delete_user",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "bootstrap_user" => Some(JobKind::BootstrapUser),
-            _ => None,
-        }
-    }
-
-    /// The steps of this kind, in order.
-    pub fn steps(self) -> &'static [StepName] {
-        match self {
-            JobKind::BootstrapUser => &[
-                StepName::CreateAccount,
-                StepName::AddNamespace,
-                StepName::ApplyResourceQuota,
-                StepName::ApplyRbacPolicy,
-            ],
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -44,27 +51,45 @@ pub enum StepName {
     AddNamespace,
     ApplyResourceQuota,
     ApplyRbacPolicy,
+    SetPassword,
+    UpdateNamespace,
+    RevokeRbac,
+    RestoreRbac,
+    RemoveNamespace,
+    DeleteAccount,
 }
 
 impl StepName {
+    const ALL: [StepName; 10] = [
+        StepName::CreateAccount,
+        StepName::AddNamespace,
+        StepName::ApplyResourceQuota,
+        StepName::ApplyRbacPolicy,
+        StepName::SetPassword,
+        StepName::UpdateNamespace,
+        StepName::RevokeRbac,
+        StepName::RestoreRbac,
+        StepName::RemoveNamespace,
+        StepName::DeleteAccount,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepName::CreateAccount => "create_account",
             StepName::AddNamespace => "add_namespace",
             StepName::ApplyResourceQuota => "apply_resource_quota",
             StepName::ApplyRbacPolicy => "apply_rbac_policy",
+            StepName::SetPassword => "set_password",
+            StepName::UpdateNamespace => "update_namespace",
+            StepName::RevokeRbac => "revoke_rbac",
+            StepName::RestoreRbac => "restore_rbac",
+            StepName::RemoveNamespace => "remove_namespace",
+            StepName::DeleteAccount => "delete_account",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            StepName::CreateAccount,
-            StepName::AddNamespace,
-            StepName::ApplyResourceQuota,
-            StepName::ApplyRbacPolicy,
-        ]
-        .into_iter()
-        .find(|n| n.as_str() == s)
+        Self::ALL.into_iter().find(|n| n.as_str() == s)
     }
 }
 

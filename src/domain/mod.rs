@@ -2,12 +2,23 @@
 //! Nothing here does I/O.
 
 mod bootstrap;
+mod input;
 mod job;
+mod lifecycle;
 mod names;
 mod resources;
 
-pub use bootstrap::{BootstrapInput, BootstrapRequest, OperatorsRequest, ResourcesRequest, Rules};
+pub use bootstrap::{
+    BootstrapInput, BootstrapRequest, OperatorsRequest, ResourcesRequest, Rules,
+    effective_namespace,
+};
+pub use input::JobInput;
 pub use job::{JobError, JobKind, JobStatus, StepName};
+pub use lifecycle::{
+    AddOperatorsInput, AddOperatorsRequest, DeleteUserInput, DeleteUserRequest, ResumeInput,
+    SetPasswordInput, SetPasswordRequest, SuspendInput, UpdateResourcesInput,
+    UpdateResourcesRequest, UserRequest, resume_plan,
+};
 pub use names::{Namespace, NamespacePolicy, Password, Username};
 pub use resources::{Operators, Resources};
 
@@ -34,14 +45,16 @@ pub struct Plan {
     pub username: Option<String>,
     pub namespace: Option<String>,
     pub inputs: serde_json::Value,
+    /// The steps, in order.
+    pub steps: Vec<StepName>,
     pub password: Option<Password>,
     /// True when the service generated the password (it is then returned once via the result).
     pub password_generated: bool,
 }
 
 impl Plan {
-    pub fn steps(&self) -> &'static [StepName] {
-        self.kind.steps()
+    pub fn steps(&self) -> &[StepName] {
+        &self.steps
     }
 }
 

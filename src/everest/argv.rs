@@ -93,6 +93,30 @@ pub fn namespaces_remove(ns: &str, keep_namespace: bool, force: bool) -> Vec<Str
     argv
 }
 
+/// Namespace and name of Everest's RBAC ConfigMap.
+pub const RBAC_CONFIGMAP_NAMESPACE: &str = "everest-system";
+pub const RBAC_CONFIGMAP: &str = "everest-rbac";
+
+/// `get configmap everest-rbac -n everest-system -o json`: the whole object, with its
+/// `resourceVersion` for an optimistic write back.
+pub fn kubectl_get_rbac_configmap() -> Vec<String> {
+    owned(&[
+        "get",
+        "configmap",
+        RBAC_CONFIGMAP,
+        "-n",
+        RBAC_CONFIGMAP_NAMESPACE,
+        "-o",
+        "json",
+    ])
+}
+
+/// `replace -f -`: writes the object on stdin; refused with a conflict if its
+/// `resourceVersion` is no longer current.
+pub fn kubectl_replace_stdin() -> Vec<String> {
+    owned(&["replace", "-f", "-"])
+}
+
 /// `settings rbac validate --policy-file F`.
 pub fn rbac_validate(policy_file: &str) -> Vec<String> {
     owned(&["settings", "rbac", "validate", "--policy-file", policy_file])

@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("the job has not finished yet")]
     NotFinished { status: String },
+    /// A request that conflicts with the service's state or configuration.
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     #[error("the job has already finished ({status})")]
     AlreadyFinished { status: String },
     #[error("this Idempotency-Key was used with a different request (job {job_id})")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::NotFinished { .. } => (StatusCode::CONFLICT, "not_finished"),
             ApiError::AlreadyFinished { .. } => (StatusCode::CONFLICT, "already_finished"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {

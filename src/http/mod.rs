@@ -10,6 +10,7 @@ mod health;
 mod jobs;
 mod middleware;
 mod submit;
+mod tenants;
 mod views;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bootstrap::router())
         .merge(jobs::router())
         .merge(accounts::router())
+        .merge(tenants::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::require_admin_key,

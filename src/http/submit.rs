@@ -1,15 +1,72 @@
 //! Turning a validated plan into a stored job: idempotency keys, dry runs and the 202.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::middleware::{Caller, RequestId};
-use super::{ApiError, AppState, views};
+use super::{ApiError, AppState, extract, views};
 use crate::domain::Plan;
 use crate::store::{NewJob, Submitted};
+
+/// Who submits a job, and how: taken from the request before its body.
+pub struct SubmitContext {
+    pub caller: Caller,
+    pub request_id: RequestId,
+    pub headers: HeaderMap,
+    pub route: String,
+    pub dry_run: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SubmitContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let dry_run = extract::flag(&extract::query(parts.uri.query(), &["dry_run"])?, "dry_run")?;
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized)?;
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or(ApiError::Internal)?;
+        let route = format!("{} {}", parts.method, parts.uri.path());
+        Ok(SubmitContext {
+            caller,
+            request_id,
+            headers: parts.headers.clone(),
+            route,
+            dry_run,
+        })
+    }
+}
+
+/// Answers a validated plan: its preview for a dry run, else the stored job.
+pub async fn accept(
+    state: &AppState,
+    ctx: SubmitContext,
+    raw_body: &[u8],
+    plan: Plan,
+) -> Result<Response, ApiError> {
+    if ctx.dry_run {
+        return Ok(dry_run(&plan, crate::plan::preview(&plan, &state.settings)));
+    }
+    let sub = Submission {
+        caller: &ctx.caller,
+        request_id: &ctx.request_id,
+        headers: &ctx.headers,
+        route: &ctx.route,
+        raw_body,
+    };
+    store_job(state, sub, plan).await
+}
 
 /// Who submitted, and how.
 pub struct Submission<'a> {

@@ -111,7 +111,7 @@ pub fn job_result(
         "inputs": serde_json::from_str::<Value>(&job.inputs).unwrap_or(Value::Null),
         "steps": steps_json,
     });
-    if job.kind == "bootstrap_user" {
+    if matches!(job.kind.as_str(), "bootstrap_user" | "set_password") {
         body["credentials"] = credentials(job, steps, secret);
     }
     body
@@ -120,13 +120,16 @@ pub fn job_result(
 /// Credentials are shown only when this job created the account; a password only when the
 /// service generated it and it has not expired.
 fn credentials(job: &JobRecord, steps: &[StepRecord], secret: Option<&SecretRecord>) -> Value {
+    // The password was set by this job: the account was created by it, or its password was set.
     let created = steps.iter().any(|s| {
-        s.name == "create_account"
-            && s.status == "succeeded"
-            && s.output
+        let output = || {
+            s.output
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<Value>(o).ok())
-                .is_some_and(|o| o["created"] == true)
+        };
+        s.status == "succeeded"
+            && (s.name == "set_password"
+                || (s.name == "create_account" && output().is_some_and(|o| o["created"] == true)))
     });
     let (Some(username), true, Some(secret)) = (job.username.as_deref(), created, secret) else {
         return Value::Null;

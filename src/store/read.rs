@@ -92,3 +92,35 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+impl Store {
+    /// The latest successful suspension of `username`: its job id and the policy lines it removed.
+    pub async fn latest_suspension(&self, username: &str) -> Result<Option<(String, Vec<String>)>> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT j.id, s.output FROM jobs j JOIN job_steps s ON s.job_id = j.id AND s.name = 'revoke_rbac'
+             WHERE j.kind = 'suspend_user' AND j.username = ? AND j.status = 'succeeded'
+             ORDER BY j.created_at DESC, j.id DESC LIMIT 1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, output)) = row else {
+            return Ok(None);
+        };
+        let output: serde_json::Value = output
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| super::StoreError::Corrupt(format!("suspension output of job {id}: {e}")))?
+            .unwrap_or_default();
+        let lines = output["removed_lines"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some((id, lines)))
+    }
+}

@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::procedure::{self, Cli};
 use super::verdict::{Verdict, judge};
 use super::watch::{Stop, StopReason, watch};
-use crate::domain::{BootstrapInput, JobError, StepName};
+use crate::domain::{JobError, JobInput, StepName};
 use crate::everest::classify::is_unknown_flag;
-use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
-use crate::plan::{self, Action, Confirm, Flavor};
+use crate::exec::{ExecError, ExecOutput, Termination};
+use crate::plan::{self, Action, Confirm, Flavor, PlanError};
 use crate::store::{AttemptEnd, Claimed, JobEnd, Lease, LockAttempt, StepEnd, StoreError};
 
 /// What the job loop does after a step.
@@ -27,7 +28,7 @@ enum Flow {
 struct JobRun {
     shared: Arc<Shared>,
     lease: Lease,
-    input: BootstrapInput,
+    input: JobInput,
     password: Option<String>,
     stop: Stop,
     steps: Vec<StepName>,
@@ -54,20 +55,15 @@ pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
 
 async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), StoreError> {
     let lease = claimed.lease.clone();
-    let input: BootstrapInput = match serde_json::from_str(&claimed.job.inputs) {
+    let input = match JobInput::decode(&claimed.job.kind, &claimed.job.inputs) {
         Ok(input) => input,
-        Err(e) => {
-            let detail = format!("stored inputs are unreadable: {e}");
-            return end(
-                &shared,
-                &lease,
-                failed_end(&JobError {
-                    step: String::new(),
-                    kind: "internal".into(),
-                    detail,
-                }),
-            )
-            .await;
+        Err(detail) => {
+            let error = JobError {
+                step: String::new(),
+                kind: "internal".into(),
+                detail,
+            };
+            return end(&shared, &lease, failed_end(&error)).await;
         }
     };
     let mut run = JobRun {
@@ -139,22 +135,26 @@ impl JobRun {
 
     async fn step(&mut self, position: usize) -> Result<Flow, StoreError> {
         let step = self.steps[position];
-        let settings = self.shared.settings.clone();
         let flavor = Flavor {
             legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed),
         };
-        let action = match plan::bootstrap_action(
+        let action = match plan::action(
             step,
             &self.input,
             self.password.as_deref(),
-            &settings,
+            &self.shared.settings,
             flavor,
         ) {
             Ok(action) => action,
             Err(e) => {
+                let kind = match e {
+                    PlanError::PasswordGone => "secret_expired",
+                    PlanError::RbacUnavailable(_) => "rbac_unavailable",
+                    PlanError::Mismatch { .. } => "internal",
+                };
                 let error = JobError {
                     step: step.as_str().into(),
-                    kind: "secret_expired".into(),
+                    kind: kind.into(),
                     detail: e.to_string(),
                 };
                 end(&self.shared, &self.lease, failed_end(&error)).await?;
@@ -181,100 +181,96 @@ impl JobRun {
         step: StepName,
         action: Action,
     ) -> Result<Flow, StoreError> {
-        let summary = describe(step, &self.input);
-        match action {
-            Action::Record { output, note } => {
-                let Some(id) = self
-                    .start(position, step, "(nothing to run)", None, &summary)
-                    .await?
-                else {
-                    return Ok(Flow::Stop);
-                };
-                let end = AttemptEnd {
-                    outcome: "succeeded",
-                    error_kind: None,
-                    exit_code: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    duration_ms: 0,
-                };
-                self.conclude(position, id, end, Verdict::Succeeded { output, note })
-                    .await
-            }
+        let summary = plan::describe(step, &self.input);
+        let started = Instant::now();
+        let (command, stdin) = match &action {
             Action::Run {
                 spec,
                 stdin_preview,
-                confirm,
-            } => {
-                let Some(id) = self
-                    .start(
-                        position,
-                        step,
-                        &spec.display(),
-                        stdin_preview.as_deref(),
-                        &summary,
-                    )
-                    .await?
-                else {
-                    return Ok(Flow::Stop);
-                };
-                let mut result = self.exec(&spec).await;
-                if step == StepName::AddNamespace && needs_legacy_flag(&result) {
+                ..
+            }
+            | Action::RunInManagedNamespace {
+                spec,
+                stdin_preview,
+                ..
+            } => (spec.display(), stdin_preview.clone()),
+            Action::ConfigMap(_) => (
+                plan::configmap_commands(&self.shared.settings, "<candidate-policy-file>"),
+                None,
+            ),
+            Action::ApplyPolicy { policy, template } => (
+                plan::policy_command(template, "<policy-file>", &self.shared.settings).display(),
+                Some(policy.clone()),
+            ),
+            Action::Record { .. } => ("(nothing to run)".to_string(), None),
+        };
+        let Some(id) = self
+            .start(position, step, &command, stdin.as_deref(), &summary)
+            .await?
+        else {
+            return Ok(Flow::Stop);
+        };
+        let (mut end, verdict) = match action {
+            Action::Record { output, note } => (
+                succeeded_without_command(),
+                Verdict::Succeeded { output, note },
+            ),
+            Action::Run { spec, confirm, .. } => {
+                let mut result = self.cli().run(&spec).await;
+                if matches!(step, StepName::AddNamespace | StepName::UpdateNamespace)
+                    && needs_legacy_flag(&result)
+                {
                     // everestctl < 1.6 only knows --operator.xtradb-cluster: use it from now on.
                     self.shared.legacy_mysql_flag.store(true, Ordering::Relaxed);
                     let legacy = Flavor {
                         legacy_mysql_flag: true,
                     };
-                    if let Ok(Action::Run { spec, .. }) = plan::bootstrap_action(
-                        step,
-                        &self.input,
-                        None,
-                        &self.shared.settings,
-                        legacy,
-                    ) {
-                        result = self.exec(&spec).await;
+                    if let Ok(Action::Run { spec, .. }) =
+                        plan::action(step, &self.input, None, &self.shared.settings, legacy)
+                    {
+                        result = self.cli().run(&spec).await;
                     }
                 }
-                self.finish_run(position, step, id, &confirm, result).await
+                self.judge_run(position, step, id, &confirm, result).await?
             }
-            Action::ApplyPolicy { policy, template } => {
-                let file = match write_policy(&policy) {
-                    Ok(file) => file,
-                    Err(e) => {
-                        let error = JobError {
-                            step: step.as_str().into(),
-                            kind: "internal".into(),
-                            detail: format!("cannot write the policy file: {e}"),
-                        };
-                        end(&self.shared, &self.lease, failed_end(&error)).await?;
-                        return Ok(Flow::Stop);
-                    }
-                };
-                let spec = plan::policy_command(
-                    &template,
-                    &file.path().to_string_lossy(),
-                    &self.shared.settings,
-                );
-                let Some(id) = self
-                    .start(position, step, &spec.display(), Some(&policy), &summary)
-                    .await?
-                else {
-                    return Ok(Flow::Stop);
-                };
-                let result = self.exec(&spec).await;
-                self.finish_run(position, step, id, &Confirm::ExitCode, result)
-                    .await
-            }
+            Action::RunInManagedNamespace {
+                namespace, spec, ..
+            } => procedure::in_managed_namespace(&self.cli(), &namespace, &spec).await,
+            Action::ConfigMap(change) => procedure::configmap(&self.cli(), &change).await,
+            Action::ApplyPolicy { policy, template } => match write_policy(&policy) {
+                Ok(file) => {
+                    let spec = plan::policy_command(
+                        &template,
+                        &file.path().to_string_lossy(),
+                        &self.shared.settings,
+                    );
+                    let result = self.cli().run(&spec).await;
+                    self.judge_run(position, step, id, &Confirm::ExitCode, result)
+                        .await?
+                }
+                Err(e) => {
+                    let detail = format!("cannot write the policy file: {e}");
+                    (
+                        failed_without_command(&detail),
+                        Verdict::Permanent {
+                            kind: "internal",
+                            detail,
+                        },
+                    )
+                }
+            },
+        };
+        if end.duration_ms == 0 {
+            end.duration_ms = started.elapsed().as_millis() as i64;
         }
+        self.conclude(position, id, end, verdict).await
     }
 
-    async fn exec(&self, spec: &CommandSpec) -> Result<ExecOutput, ExecError> {
-        let settings = &self.shared.settings;
-        let limits = ExecLimits {
-            max_output_chars: settings.max_output_chars,
-            kill_grace: settings.kill_grace,
-        };
-        exec::run(spec, &limits, &self.stop.token).await
+    fn cli(&self) -> Cli<'_> {
+        Cli {
+            settings: &self.shared.settings,
+            stop: &self.stop.token,
+        }
     }
 
     /// Waits until all `names` are taken for this job; `false` when the job was stopped meanwhile.
@@ -337,15 +333,16 @@ impl JobRun {
         Ok(id)
     }
 
-    async fn finish_run(
-        &mut self,
+    /// The record and verdict of a single command.
+    async fn judge_run(
+        &self,
         position: usize,
         step: StepName,
         attempt_id: i64,
         confirm: &Confirm,
         result: Result<ExecOutput, ExecError>,
-    ) -> Result<Flow, StoreError> {
-        let (end, verdict) = match result {
+    ) -> Result<(AttemptEnd, Verdict), StoreError> {
+        Ok(match result {
             Ok(out) => {
                 let may_have_run = self
                     .shared
@@ -372,22 +369,15 @@ impl JobRun {
                 } else {
                     "spawn_failed"
                 };
-                let verdict = Verdict::Permanent {
-                    kind,
-                    detail: e.to_string(),
-                };
-                let end = AttemptEnd {
-                    outcome: "failed",
-                    error_kind: verdict.error_kind(),
-                    exit_code: None,
-                    stdout: String::new(),
-                    stderr: e.to_string(),
-                    duration_ms: 0,
-                };
-                (end, verdict)
+                (
+                    failed_without_command(&e.to_string()),
+                    Verdict::Permanent {
+                        kind,
+                        detail: e.to_string(),
+                    },
+                )
             }
-        };
-        self.conclude(position, attempt_id, end, verdict).await
+        })
     }
 
     /// Records the attempt and decides what happens to the step and the job.
@@ -400,6 +390,9 @@ impl JobRun {
     ) -> Result<Flow, StoreError> {
         let step = self.steps[position];
         let settings = self.shared.settings.clone();
+        if end.error_kind.is_none() {
+            end.error_kind = verdict.error_kind();
+        }
         let (step_end, job_end) = match verdict {
             Verdict::Interrupted => match self.stop.reason() {
                 Some(StopReason::Canceled) => {
@@ -412,6 +405,7 @@ impl JobRun {
                     )
                 }
                 Some(StopReason::Shutdown) => {
+                    end.outcome = "interrupted";
                     let reason = format!(
                         "shutdown: {} was stopped after the grace period",
                         step.as_str()
@@ -500,21 +494,29 @@ impl JobRun {
     }
 
     fn summary(&self) -> String {
-        let (user, ns) = (&self.input.username, &self.input.namespace);
-        let part = |i: usize, default: &str| {
-            self.notes
-                .get(i)
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| default.into())
-        };
-        format!(
-            "User {user} {}; namespace {ns} {}; quota {}; RBAC {}.",
-            part(0, "created"),
-            part(1, "created"),
-            part(2, "applied"),
-            part(3, "applied")
-        )
+        plan::summary(&self.input, &self.notes)
+    }
+}
+
+fn succeeded_without_command() -> AttemptEnd {
+    AttemptEnd {
+        outcome: "succeeded",
+        error_kind: None,
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        duration_ms: 0,
+    }
+}
+
+fn failed_without_command(detail: &str) -> AttemptEnd {
+    AttemptEnd {
+        outcome: "failed",
+        error_kind: None,
+        exit_code: None,
+        stdout: String::new(),
+        stderr: detail.to_string(),
+        duration_ms: 0,
     }
 }
 
@@ -553,16 +555,6 @@ fn write_policy(policy: &str) -> std::io::Result<tempfile::NamedTempFile> {
     file.write_all(policy.as_bytes())?;
     file.flush()?;
     Ok(file)
-}
-
-/// What the job is doing, for `summary` while it runs.
-fn describe(step: StepName, input: &BootstrapInput) -> String {
-    match step {
-        StepName::CreateAccount => format!("creating account {}", input.username),
-        StepName::AddNamespace => format!("creating namespace {}", input.namespace),
-        StepName::ApplyResourceQuota => format!("applying resource quota to {}", input.namespace),
-        StepName::ApplyRbacPolicy => format!("applying RBAC policy for {}", input.username),
-    }
 }
 
 /// Exponential backoff with jitter: `base * 2^(n-1)`, capped, then scaled by a random factor

@@ -6,6 +6,7 @@
 //! jobs that an earlier process on this host left running.
 
 mod job;
+mod procedure;
 mod verdict;
 mod watch;
 
@@ -20,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::store::{Store, StoreError, now_ms};
 
+pub use procedure::DATA_OUTPUT_LIMIT;
 pub use verdict::{Verdict, judge};
 
 /// What every job task of this worker shares.

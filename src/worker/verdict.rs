@@ -50,73 +50,101 @@ impl Verdict {
 /// Judges a command's result. `may_have_run` tells whether an earlier attempt of this step in
 /// this job may already have changed the cluster (interrupted, timed out, transient failure).
 pub fn judge(step: StepName, confirm: &Confirm, out: &ExecOutput, may_have_run: bool) -> Verdict {
-    let code = match out.termination {
-        Termination::Canceled => return Verdict::Interrupted,
+    if out.termination != Termination::Exited(1) || out.success() {
+        return match out.termination {
+            Termination::Exited(0) => confirmed(step, confirm, out),
+            _ => failed(out),
+        };
+    }
+    let message = everest::error_message(&out.stdout, &out.stderr, Some(1));
+    let done = |output: Value, note: &str| Verdict::Succeeded {
+        output,
+        note: note.into(),
+    };
+    match step {
+        StepName::CreateAccount if classify::is_user_already_exists(&message) => {
+            if may_have_run {
+                // An earlier attempt of this very job may have created it before being cut off.
+                return done(
+                    json!({"created": true}),
+                    "created (by an earlier interrupted attempt of this job)",
+                );
+            }
+            return done(
+                json!({"existed": true}),
+                "already existed (password unchanged)",
+            );
+        }
+        StepName::AddNamespace if classify::is_namespace_managed_exists(&message) => {
+            return done(
+                json!({"existed": true}),
+                "already existed and is managed by Everest",
+            );
+        }
+        // A re-run after an interruption finds the work done; a first attempt reports it.
+        StepName::DeleteAccount if may_have_run && classify::is_account_not_found(&message) => {
+            return done(
+                json!({"deleted": true}),
+                "account deleted (by an earlier interrupted attempt)",
+            );
+        }
+        StepName::RemoveNamespace if may_have_run && classify::is_namespace_missing(&message) => {
+            return done(
+                json!({"removed": true}),
+                "namespace removed (by an earlier interrupted attempt)",
+            );
+        }
+        _ => {}
+    }
+    failed(out)
+}
+
+/// The verdict on a command that did not succeed, from its termination and the CLI's message.
+pub fn failed(out: &ExecOutput) -> Verdict {
+    match out.termination {
+        Termination::Canceled => Verdict::Interrupted,
         Termination::TimedOut => {
             let detail = format!(
                 "timed out after {:.0}s: {}",
                 out.duration.as_secs_f64(),
                 out.command
             );
-            return Verdict::Transient {
+            Verdict::Transient {
                 kind: "timeout",
                 detail,
-            };
+            }
         }
         Termination::Signaled(sig) => {
             let detail = format!("{} was killed by signal {sig}", program(&out.command));
-            return Verdict::Transient {
+            Verdict::Transient {
                 kind: "cli_failed",
                 detail,
-            };
-        }
-        Termination::Exited(code) => code,
-    };
-    if code == 0 {
-        return confirmed(step, confirm, out);
-    }
-    let message = everest::error_message(&out.stdout, &out.stderr, Some(code));
-    match step {
-        StepName::CreateAccount if classify::is_user_already_exists(&message) => {
-            if may_have_run {
-                // An earlier attempt of this very job may have created it before being cut off.
-                let note = "created (an earlier interrupted attempt of this job created it)".into();
-                return Verdict::Succeeded {
-                    output: json!({"created": true}),
-                    note,
-                };
             }
-            let note = "already existed (password unchanged)".into();
-            return Verdict::Succeeded {
-                output: json!({"existed": true}),
-                note,
-            };
         }
-        StepName::AddNamespace if classify::is_namespace_managed_exists(&message) => {
-            let note = "already existed and is managed by Everest".into();
-            return Verdict::Succeeded {
-                output: json!({"existed": true}),
-                note,
-            };
+        Termination::Exited(code) => {
+            let message = everest::error_message(&out.stdout, &out.stderr, Some(code));
+            match everest::classify(&message) {
+                Retry::Transient => Verdict::Transient {
+                    kind: "cli_failed",
+                    detail: message,
+                },
+                Retry::Permanent => Verdict::Permanent {
+                    kind: "cli_failed",
+                    detail: message,
+                },
+            }
         }
-        _ => {}
-    }
-    match everest::classify(&message) {
-        Retry::Transient => Verdict::Transient {
-            kind: "cli_failed",
-            detail: message,
-        },
-        Retry::Permanent => Verdict::Permanent {
-            kind: "cli_failed",
-            detail: message,
-        },
     }
 }
 
 fn confirmed(step: StepName, confirm: &Confirm, out: &ExecOutput) -> Verdict {
     let expect = match confirm {
         Confirm::AccountCreated(u) => Some(Expect::AccountCreated(u)),
+        Confirm::PasswordSet(u) => Some(Expect::PasswordSet(u)),
+        Confirm::AccountDeleted(u) => Some(Expect::AccountDeleted(u)),
         Confirm::NamespaceAdded(ns) => Some(Expect::NamespaceAdded(ns)),
+        Confirm::NamespaceUpdated(ns) => Some(Expect::NamespaceUpdated(ns)),
+        Confirm::NamespaceRemoved(ns) => Some(Expect::NamespaceRemoved(ns)),
         Confirm::ExitCode => None,
     };
     if let Some(expect) = expect
@@ -124,7 +152,7 @@ fn confirmed(step: StepName, confirm: &Confirm, out: &ExecOutput) -> Verdict {
     {
         let detail = format!(
             "{} exited 0 but did not print the expected confirmation ({expect:?}); \
-                 the installed everestctl may not support this command",
+             the installed everestctl may not support this command",
             program(&out.command)
         );
         return Verdict::Permanent {
@@ -133,13 +161,20 @@ fn confirmed(step: StepName, confirm: &Confirm, out: &ExecOutput) -> Verdict {
         };
     }
     let (output, note) = match step {
-        StepName::CreateAccount | StepName::AddNamespace => {
-            (json!({"created": true}), "created".into())
+        StepName::CreateAccount | StepName::AddNamespace => (json!({"created": true}), "created"),
+        StepName::ApplyResourceQuota => (json!({}), "applied"),
+        StepName::ApplyRbacPolicy | StepName::RevokeRbac | StepName::RestoreRbac => {
+            (json!({"rbac_applied": true}), "applied")
         }
-        StepName::ApplyResourceQuota => (json!({}), "applied".into()),
-        StepName::ApplyRbacPolicy => (json!({"rbac_applied": true}), "applied".into()),
+        StepName::SetPassword => (json!({"password_set": true}), "set"),
+        StepName::UpdateNamespace => (json!({"updated": true}), "updated"),
+        StepName::RemoveNamespace => (json!({"removed": true}), "namespace removed"),
+        StepName::DeleteAccount => (json!({"deleted": true}), "account deleted"),
     };
-    Verdict::Succeeded { output, note }
+    Verdict::Succeeded {
+        output,
+        note: note.into(),
+    }
 }
 
 fn program(command: &str) -> &str {
