@@ -236,4 +236,62 @@ g, alice, role:alice
             "g, b, role:b"
         );
     }
+
+    /// A policy as operators write it: comments, blank lines, odd spacing, IdP groups, and
+    /// several tenants. Bootstrapping, suspending and resuming one tenant touches only its lines.
+    #[test]
+    fn a_real_looking_policy_keeps_everything_but_the_tenants_lines() {
+        let original = "# Managed by the platform team. Do not edit by hand.\n\
+                        g, admin, role:admin\n\
+                        \n\
+                        # readers (IdP group)\n\
+                        p,role:reader,database-clusters,read,*/*\n\
+                        g, platform-readers, role:reader\n\
+                        \n\
+                        p, role:bob, namespaces, read, bob\n\
+                        p,   role:bob, database-clusters, *, bob/*\n\
+                        g, bob, role:bob\n";
+        let alice = user_policy_lines("alice", "alice");
+        let added = add_lines(original, &alice);
+        assert!(
+            added.policy.starts_with(original),
+            "existing text kept byte for byte"
+        );
+        assert_eq!(added.changed.len(), alice.len());
+        assert_eq!(
+            add_lines(&added.policy, &alice).policy,
+            added.policy,
+            "no duplicates"
+        );
+        // A line already there in another spacing is not added again.
+        let respaced = add_lines(
+            original,
+            &["p, role:bob,database-clusters, *, bob/*".to_string()],
+        );
+        assert!(respaced.changed.is_empty());
+
+        let revoked = revoke_user(&added.policy, "alice");
+        assert_eq!(
+            revoked.policy, original,
+            "back to the original, byte for byte"
+        );
+        assert_eq!(
+            revoked.changed, alice,
+            "exactly alice's lines, in file order"
+        );
+        let restored = add_lines(&revoked.policy, &revoked.changed);
+        assert_eq!(restored.policy, added.policy);
+
+        // Revoking bob leaves alice, the readers and the admin binding alone.
+        let without_bob = revoke_user(&added.policy, "bob");
+        assert!(without_bob.policy.contains("g, admin, role:admin\n"));
+        assert!(
+            without_bob
+                .policy
+                .contains("g, platform-readers, role:reader\n")
+        );
+        assert!(without_bob.policy.contains("# readers (IdP group)\n"));
+        assert!(!without_bob.policy.contains("role:bob"));
+        assert!(without_bob.policy.contains("g, alice, role:alice\n"));
+    }
 }
