@@ -11,6 +11,7 @@ pub mod domain;
 pub mod everest;
 pub mod exec;
 pub mod http;
+pub mod kubeconfig;
 pub mod passthrough;
 pub mod plan;
 pub mod store;

@@ -1,10 +1,11 @@
 //! The `everestctl-api` binary: parses arguments, loads configuration, sets up logging, runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use everestctl_api::config::{LogFormat, Settings};
+use everestctl_api::{exec, kubeconfig};
 
 /// REST API and durable job runner for managing Percona Everest tenants.
 #[derive(Parser)]
@@ -37,6 +38,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(settings.log_format);
+    if matches!(cli.command, None | Some(Command::Serve))
+        && let Err(e) = in_cluster_kubeconfig(&settings)
+    {
+        tracing::error!(error = format!("{e:#}"), "fatal");
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -55,6 +63,33 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// In a Kubernetes pod without a kubeconfig, writes one built from the pod's service account
+/// next to the database and gives it to every CLI run as `KUBECONFIG` (everestctl has no
+/// in-cluster mode). Runs before the runtime starts, so before any command can be spawned.
+fn in_cluster_kubeconfig(settings: &Settings) -> anyhow::Result<()> {
+    let dir = settings
+        .database_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match kubeconfig::setup(dir) {
+        Ok(kubeconfig::Outcome::Written(path)) => {
+            tracing::info!(path = %path.display(), "in a Kubernetes pod without a kubeconfig: \
+                wrote one from the service account; KUBECONFIG is set for everestctl and kubectl");
+            exec::set_child_env(vec![("KUBECONFIG".into(), path.display().to_string())]);
+            Ok(())
+        }
+        Ok(kubeconfig::Outcome::Skipped(reason)) => {
+            tracing::info!(%reason, "no in-cluster kubeconfig generated");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot write the in-cluster kubeconfig into {}: {e}",
+            dir.display()
+        )),
     }
 }
 

@@ -95,3 +95,59 @@ fn operators_and_rbac_command() {
     assert!(load("admin_api_key = 'k'\ndefault_operators = 'redis'").is_err());
     assert!(load("admin_api_key = 'k'\ndefault_operators = ''").is_err());
 }
+
+/// `config.example.toml` with every commented-out `# key = value` line uncommented.
+fn example_uncommented() -> String {
+    let keys: Vec<String> = raw::ENV_KEYS
+        .iter()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    include_str!("../../config.example.toml")
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(key, _)| keys.iter().any(|k| k == key)) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_config_names_every_key_and_its_variable() {
+    let example = include_str!("../../config.example.toml");
+    for env in raw::ENV_KEYS {
+        let key = env.to_ascii_lowercase();
+        assert!(
+            example.contains(&format!("\n# {key} = ")),
+            "config.example.toml has no `# {key} = ...` line"
+        );
+        assert!(
+            example.contains(&format!("# {env}: ")),
+            "config.example.toml does not describe {env}"
+        );
+    }
+}
+
+#[test]
+fn example_config_is_valid_and_shows_the_defaults() {
+    let text = example_uncommented();
+    let settings = load(&text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
+    let names: Vec<_> = settings.api_keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["default", "ops", "ci"]);
+
+    // Every key that has a default shows exactly that default.
+    let shown: RawConfig = Figment::from(Toml::string(&text)).extract().unwrap();
+    let shown = serde_json::to_value(shown).unwrap();
+    let defaults = serde_json::to_value(RawConfig::default()).unwrap();
+    for (key, default) in defaults.as_object().unwrap() {
+        if !default.is_null() {
+            assert_eq!(&shown[key], default, "config.example.toml shows {key}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! The child gets its own session (so no controlling terminal, and a process group we can signal
 //! as a whole), stdin from the caller or `/dev/null`, the inherited environment plus
-//! `NO_COLOR=1`. Its output is captured with bounded memory, then cleaned, redacted and
+//! `NO_COLOR=1` and [`set_child_env`]'s variables. Its output is captured with bounded memory, then cleaned, redacted and
 //! truncated. This module knows nothing about jobs: callers map [`ExecOutput`] to their needs.
 
 mod capture;
@@ -11,6 +11,7 @@ mod group;
 mod resolve;
 mod runner;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use clean::{MASK, clean_output, redact};
@@ -84,6 +85,22 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
+}
+
+/// Environment added to every child of this process (after the inherited environment, before
+/// [`CommandSpec::env`]). Set once at startup by the binary, for variables it computed itself
+/// such as the in-cluster `KUBECONFIG` (`std::env::set_var` would need unsafe code).
+static CHILD_ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Sets the environment added to every command this process runs from now on. Only the first
+/// call has an effect; it returns whether it was that call.
+pub fn set_child_env(env: Vec<(String, String)>) -> bool {
+    CHILD_ENV.set(env).is_ok()
+}
+
+/// The environment set by [`set_child_env`] (empty until then).
+pub fn child_env() -> &'static [(String, String)] {
+    CHILD_ENV.get().map_or(&[], Vec::as_slice)
 }
 
 /// Limits applied to every run.

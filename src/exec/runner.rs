@@ -139,6 +139,7 @@ fn spawn(spec: &CommandSpec, path: &Path) -> Result<Child, ExecError> {
         .args(&spec.args)
         // The CLIs' colours are noise in stored output (we strip escapes anyway).
         .env("NO_COLOR", "1")
+        .envs(super::child_env().iter().map(|(k, v)| (k, v)))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
