@@ -65,6 +65,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before anything is counted (recovery below counts).
+    crate::telemetry::install();
     let settings = Arc::new(settings);
     let (store, _lock) = open_store(&settings).await?;
     let wake = Arc::new(Notify::new());

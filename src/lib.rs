@@ -15,4 +15,5 @@ pub mod kubeconfig;
 pub mod passthrough;
 pub mod plan;
 pub mod store;
+pub mod telemetry;
 pub mod worker;

@@ -80,14 +80,14 @@ async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, Pass
         max_output_chars: crate::worker::DATA_OUTPUT_LIMIT,
         kill_grace: settings.kill_grace,
     };
-    let out = exec::run(spec, &limits, &CancellationToken::new())
-        .await
-        .map_err(|e| match e {
-            ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => {
-                PassthroughError::NotFound(e.to_string())
-            }
-            ExecError::Spawn { .. } => PassthroughError::Failed(e.to_string()),
-        })?;
+    let result = exec::run(spec, &limits, &CancellationToken::new()).await;
+    crate::telemetry::cli_invocation(&spec.program, crate::worker::exit_class(&result));
+    let out = result.map_err(|e| match e {
+        ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => {
+            PassthroughError::NotFound(e.to_string())
+        }
+        ExecError::Spawn { .. } => PassthroughError::Failed(e.to_string()),
+    })?;
     match out.termination {
         Termination::Exited(0) => Ok(out),
         Termination::TimedOut | Termination::Canceled => Err(PassthroughError::Timeout(format!(

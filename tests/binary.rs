@@ -74,6 +74,20 @@ async fn kill_9_in_the_middle_of_a_step_then_restart_resumes_the_job() {
             .logs()
             .contains("recovered job left running by a previous process")
     );
+    let metrics = client
+        .get(format!("{}/metrics", service.base))
+        .header("X-Admin-Key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recoveries = metrics
+        .lines()
+        .find(|l| l.starts_with("lease_recoveries_total"))
+        .unwrap_or_default();
+    assert_eq!(recoveries, "lease_recoveries_total 1", "{metrics}");
     kill_orphans(&sandbox);
 }
 

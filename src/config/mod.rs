@@ -62,6 +62,8 @@ pub struct Settings {
     pub job_retention_days: u32,
     pub credentials_ttl: Duration,
     pub log_format: LogFormat,
+    /// Serve `GET /metrics` without an admin key.
+    pub metrics_public: bool,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

@@ -37,6 +37,7 @@ pub const ENV_KEYS: &[&str] = &[
     "JOB_RETENTION_DAYS",
     "CREDENTIALS_TTL_SECONDS",
     "LOG_FORMAT",
+    "METRICS_PUBLIC",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -70,6 +71,7 @@ pub struct RawConfig {
     pub job_retention_days: u32,
     pub credentials_ttl_seconds: u64,
     pub log_format: String,
+    pub metrics_public: bool,
 }
 
 impl Default for RawConfig {
@@ -100,6 +102,7 @@ impl Default for RawConfig {
             job_retention_days: 90,
             credentials_ttl_seconds: 3600,
             log_format: "json".into(),
+            metrics_public: false,
         }
     }
 }
@@ -233,6 +236,7 @@ impl RawConfig {
                     ));
                 }
             },
+            metrics_public: self.metrics_public,
         })
     }
 

@@ -10,6 +10,23 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use crate::exec;
 
+/// `GET /metrics` in Prometheus text format; queue gauges are sampled at each scrape.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.queue_counts().await {
+        Ok((queued, running)) => crate::telemetry::job_counts(queued, running),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count jobs"),
+    }
+    let headers = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    )];
+    (headers, crate::telemetry::render()).into_response()
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))

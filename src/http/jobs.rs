@@ -92,9 +92,12 @@ async fn cancel(
     match state.store.request_cancel(&job.id, &caller.0).await? {
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {id:?}"))),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
-        CancelOutcome::Canceled | CancelOutcome::Requested => {
+        CancelOutcome::Canceled => {
+            let waited = u64::try_from(crate::store::now_ms() - job.created_at).unwrap_or(0);
+            crate::telemetry::job_finished(&job.kind, "canceled", Duration::from_millis(waited));
             accepted_status(&state, &job.id).await
         }
+        CancelOutcome::Requested => accepted_status(&state, &job.id).await,
     }
 }
 

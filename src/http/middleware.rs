@@ -27,6 +27,23 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_string())
 }
 
+/// The route a request matched (its pattern, e.g. `/jobs/{id}`), for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// Runs inside the router, where the matched route is known, and hands it to the response.
+pub async fn label_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteLabel(route));
+    }
+    response
+}
+
 /// Assigns the request id, echoes it on the response, and logs one line per request.
 pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -43,6 +60,12 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
         .get::<Caller>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0.as_str());
+    let status = response.status().as_u16();
+    crate::telemetry::http_request(method.as_str(), route, status, started.elapsed());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

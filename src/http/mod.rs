@@ -61,18 +61,26 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let authed = Router::new()
+    crate::telemetry::install();
+    let mut authed = Router::new()
         .merge(bootstrap::router())
         .merge(jobs::router())
         .merge(accounts::router())
-        .merge(tenants::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::require_admin_key,
-        ));
+        .merge(tenants::router());
+    let mut public = health::router();
+    if state.settings.metrics_public {
+        public = public.merge(health::metrics_router());
+    } else {
+        authed = authed.merge(health::metrics_router());
+    }
+    let authed = authed.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::require_admin_key,
+    ));
     Router::new()
-        .merge(health::router())
+        .merge(public)
         .merge(authed)
+        .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::NotFound("no such route for this method".into())

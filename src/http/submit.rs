@@ -134,6 +134,7 @@ pub async fn store_job(
     };
     match state.store.submit(&job).await? {
         Submitted::Created(id) => {
+            crate::telemetry::job_submitted(&job.kind);
             state.wake.notify_one();
             tracing::info!(job.id = %id, job.kind = %job.kind, submitted_by = %job.submitted_by, request_id = %job.request_id, "job accepted");
             let mut response = (

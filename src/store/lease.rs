@@ -100,6 +100,7 @@ impl Store {
             job,
             steps,
             password,
+            taken_over: previous_owner.is_some(),
         }))
     }
 
@@ -167,6 +168,16 @@ impl Store {
         tx.commit().await?;
         recovered.iter().for_each(|r| self.changed(&r.job_id));
         Ok(recovered)
+    }
+
+    /// How many jobs are queued and how many are running.
+    pub async fn queue_counts(&self) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'queued'),
+                    (SELECT COUNT(*) FROM jobs WHERE status = 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The earliest time something becomes claimable (a queued job's `run_at` or a lease expiry).

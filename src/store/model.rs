@@ -107,4 +107,6 @@ pub struct Claimed {
     pub steps: Vec<StepRecord>,
     /// The password the job sets, if it has one and it has not expired.
     pub password: Option<String>,
+    /// The claim took the job over from an owner whose lease had expired.
+    pub taken_over: bool,
 }

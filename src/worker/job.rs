@@ -29,6 +29,9 @@ struct JobRun {
     shared: Arc<Shared>,
     lease: Lease,
     input: JobInput,
+    /// Kind and submission time, for metrics.
+    kind: String,
+    created_at: i64,
     password: Option<String>,
     stop: Stop,
     steps: Vec<StepName>,
@@ -63,13 +66,19 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
                 kind: "internal".into(),
                 detail,
             };
-            return end(&shared, &lease, failed_end(&error)).await;
+            let meta = (claimed.job.kind.as_str(), claimed.job.created_at);
+            return end(&shared, &lease, meta, failed_end(&error)).await;
         }
     };
+    if claimed.taken_over {
+        crate::telemetry::lease_recoveries(1);
+    }
     let mut run = JobRun {
         shared,
         lease,
         input,
+        kind: claimed.job.kind.clone(),
+        created_at: claimed.job.created_at,
         password: claimed.password,
         stop,
         steps: claimed
@@ -97,12 +106,12 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
         }
     }
     // Every step had already succeeded (the last one ends the job itself, so this is rare).
+    let summary = run.summary();
     end(
         &run.shared,
         &run.lease,
-        JobEnd::Succeeded {
-            summary: run.summary(),
-        },
+        run.meta(),
+        JobEnd::Succeeded { summary },
     )
     .await
 }
@@ -129,7 +138,7 @@ impl JobRun {
             },
             None => return Ok(true),
         };
-        end(&self.shared, &self.lease, job_end).await?;
+        end(&self.shared, &self.lease, self.meta(), job_end).await?;
         Ok(false)
     }
 
@@ -157,7 +166,7 @@ impl JobRun {
                     kind: kind.into(),
                     detail: e.to_string(),
                 };
-                end(&self.shared, &self.lease, failed_end(&error)).await?;
+                end(&self.shared, &self.lease, self.meta(), failed_end(&error)).await?;
                 return Ok(Flow::Stop);
             }
         };
@@ -485,6 +494,9 @@ impl JobRun {
             return Ok(Flow::Stop);
         }
         tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), outcome = end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
+        let elapsed = Duration::from_millis(u64::try_from(end.duration_ms).unwrap_or(0));
+        crate::telemetry::step_attempt(step.as_str(), end.outcome, elapsed);
+        record_finish(&self.kind, self.created_at, &job_end);
         if matches!(job_end, JobEnd::Continue) {
             return Ok(Flow::Next);
         }
@@ -495,6 +507,10 @@ impl JobRun {
 
     fn summary(&self) -> String {
         plan::summary(&self.input, &self.notes)
+    }
+
+    fn meta(&self) -> (&str, i64) {
+        (&self.kind, self.created_at)
     }
 }
 
@@ -528,13 +544,29 @@ fn failed_end(error: &JobError) -> JobEnd {
     }
 }
 
-/// Ends the job without an attempt.
-async fn end(shared: &Shared, lease: &Lease, job_end: JobEnd) -> Result<(), StoreError> {
-    if !shared
-        .store
-        .finish_job(lease, &job_end, shared.settings.credentials_ttl)
-        .await?
-    {
+/// Counts a job that reached a final status.
+fn record_finish(kind: &str, created_at: i64, job_end: &JobEnd) {
+    let status = match job_end {
+        JobEnd::Succeeded { .. } => "succeeded",
+        JobEnd::Failed { .. } => "failed",
+        JobEnd::Canceled { .. } => "canceled",
+        JobEnd::Continue | JobEnd::Retry { .. } | JobEnd::Requeue { .. } => return,
+    };
+    let elapsed = u64::try_from(crate::store::now_ms() - created_at).unwrap_or(0);
+    crate::telemetry::job_finished(kind, status, Duration::from_millis(elapsed));
+}
+
+/// Ends the job without an attempt; `meta` is its kind and submission time.
+async fn end(
+    shared: &Shared,
+    lease: &Lease,
+    meta: (&str, i64),
+    job_end: JobEnd,
+) -> Result<(), StoreError> {
+    let ttl = shared.settings.credentials_ttl;
+    if shared.store.finish_job(lease, &job_end, ttl).await? {
+        record_finish(meta.0, meta.1, &job_end);
+    } else {
         tracing::warn!(job.id = %lease.job_id, "lease lost before the job could be ended");
     }
     shared.wake.notify_one();

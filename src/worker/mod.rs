@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::store::{Store, StoreError, now_ms};
 
-pub use procedure::DATA_OUTPUT_LIMIT;
+pub use procedure::{DATA_OUTPUT_LIMIT, exit_class};
 pub use verdict::{Verdict, judge};
 
 /// What every job task of this worker shares.
@@ -82,6 +82,7 @@ impl Worker {
             .store
             .recover_host(&self.host_prefix, &self.id)
             .await?;
+        crate::telemetry::lease_recoveries(recovered.len() as u64);
         for r in &recovered {
             tracing::info!(job.id = %r.job_id, previous_owner = %r.previous_owner, "recovered job left running by a previous process");
         }

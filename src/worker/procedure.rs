@@ -45,7 +45,9 @@ impl Cli<'_> {
             max_output_chars,
             kill_grace: self.settings.kill_grace,
         };
-        exec::run(spec, &limits, self.stop).await
+        let result = exec::run(spec, &limits, self.stop).await;
+        crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
+        result
     }
 
     fn kubectl(&self, args: Vec<String>) -> CommandSpec {
@@ -62,6 +64,21 @@ impl Cli<'_> {
             args,
             self.settings.subprocess_timeout,
         )
+    }
+}
+
+/// The class of a command's end, for metrics.
+pub fn exit_class(result: &Result<ExecOutput, ExecError>) -> &'static str {
+    match result {
+        Err(ExecError::NotFound { .. } | ExecError::NotExecutable { .. }) => "not_found",
+        Err(ExecError::Spawn { .. }) => "spawn_failed",
+        Ok(out) => match out.termination {
+            Termination::Exited(0) => "ok",
+            Termination::Exited(_) => "failed",
+            Termination::Signaled(_) => "signal",
+            Termination::TimedOut => "timeout",
+            Termination::Canceled => "canceled",
+        },
     }
 }
 
