@@ -362,7 +362,7 @@ pub fn summary(input: &JobInput, notes: &[Option<String>]) -> String {
 }
 
 /// One step of a dry run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepPreview {
     pub name: &'static str,
     pub command: Option<String>,

@@ -7,7 +7,7 @@ use super::{
 };
 
 /// Body of `POST /bootstrap/users`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapRequest {
     pub username: String,
@@ -24,7 +24,7 @@ pub struct BootstrapRequest {
 }
 
 /// Requested operators; `xtradb_cluster` is an alias of `mysql`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorsRequest {
     pub mongodb: Option<bool>,
@@ -34,7 +34,7 @@ pub struct OperatorsRequest {
 }
 
 /// Requested resources; omitted values take the defaults.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesRequest {
     pub cpu_cores: Option<u32>,

@@ -9,7 +9,7 @@ use super::{
 };
 
 /// Body of `POST /accounts/password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPasswordRequest {
     pub username: String,
@@ -18,7 +18,7 @@ pub struct SetPasswordRequest {
 }
 
 /// Body of `POST /namespaces/resources`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateResourcesRequest {
     pub namespace: String,
@@ -26,7 +26,7 @@ pub struct UpdateResourcesRequest {
 }
 
 /// Body of `POST /namespaces/operators`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddOperatorsRequest {
     pub namespace: String,
@@ -34,14 +34,14 @@ pub struct AddOperatorsRequest {
 }
 
 /// Body of `POST /accounts/suspend` and `POST /accounts/resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRequest {
     pub username: String,
 }
 
 /// Body of `POST /accounts/delete`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteUserRequest {
     pub username: String,

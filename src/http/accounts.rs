@@ -1,15 +1,18 @@
 //! `GET /accounts/list`: a pass-through read of `everestctl accounts list`.
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+
+use super::openapi::{ErrorBody, ListingBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiError, AppState, extract};
 use crate::passthrough::{self, PassthroughError};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/accounts/list", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 impl From<PassthroughError> for ApiError {
@@ -22,6 +25,9 @@ impl From<PassthroughError> for ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/accounts/list", tag = "reads", summary = "Everest accounts (everestctl accounts list)",
+    responses((status = 200, body = ListingBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,

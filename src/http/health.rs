@@ -1,20 +1,26 @@
 //! `GET /healthz` (the process serves) and `GET /readyz` (it can do its work).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+
+use super::openapi::{ErrorBody, HealthBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::exec;
 
 /// `GET /metrics` in Prometheus text format; queue gauges are sampled at each scrape.
-pub fn metrics_router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn metrics_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, body = ErrorBody, description = "unless METRICS_PUBLIC is set")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     match state.store.queue_counts().await {
         Ok((queued, running)) => crate::telemetry::job_counts(queued, running),
@@ -27,17 +33,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
     (headers, crate::telemetry::render()).into_response()
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Liveness", security(),
+    responses((status = 200, body = HealthBody)))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Checks the database and both binaries on every call.
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness: database and both CLIs", security(),
+    responses((status = 200, body = HealthBody), (status = 503, body = ErrorBody, description = "not ready or shutting down")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_shutting_down() {
         let body = json!({"error": "shutting_down", "detail": "the service is shutting down"});

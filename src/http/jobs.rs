@@ -5,10 +5,13 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
+
+use super::openapi::{ErrorBody, JobResultBody, JobStatusBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::middleware::Caller;
 use super::{ApiError, AppState, extract, views};
@@ -18,12 +21,12 @@ use crate::store::{CancelOutcome, JobRecord, RetryOutcome};
 /// The longest `?wait=` accepted, in seconds.
 const MAX_WAIT_SECONDS: u64 = 60;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs/{id}", get(status))
-        .route("/jobs/{id}/result", get(result))
-        .route("/jobs/{id}/cancel", post(cancel))
-        .route("/jobs/{id}/retry", post(retry))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(result))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
@@ -36,6 +39,11 @@ async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", summary = "A job's status and steps",
+    params(("id" = String, Path, description = "job id (UUID)"),
+           ("wait" = Option<u64>, Query, description = "long-poll up to this many seconds (0-60) for a change")),
+    responses((status = 200, body = JobStatusBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -83,6 +91,9 @@ async fn accepted_status(state: &AppState, id: &str) -> Result<Response, ApiErro
     Ok((StatusCode::ACCEPTED, Json(views::job_status(&job, &steps))).into_response())
 }
 
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", summary = "Cancel a queued or running job", params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 202, body = JobStatusBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "already finished")))]
 async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -101,6 +112,9 @@ async fn cancel(
     }
 }
 
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs", summary = "Queue a failed or canceled job again", params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 202, body = JobStatusBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not failed or canceled"), (status = 503, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -123,6 +137,9 @@ async fn retry(
     }
 }
 
+#[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs", summary = "The outcome of a finished job", params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = JobResultBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not finished yet")))]
 async fn result(
     State(state): State<AppState>,
     Path(id): Path<String>,

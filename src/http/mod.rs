@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod jobs;
 mod middleware;
+pub mod openapi;
 mod submit;
 mod tenants;
 mod views;
@@ -18,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 
@@ -60,19 +63,32 @@ impl AppState {
 }
 
 /// The whole API.
-pub fn router(state: AppState) -> Router {
-    crate::telemetry::install();
-    let mut authed = Router::new()
+/// The authenticated and the public routes, each with its part of the OpenAPI document.
+fn parts(metrics_public: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let mut authed = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(bootstrap::router())
         .merge(jobs::router())
         .merge(accounts::router())
-        .merge(tenants::router());
+        .merge(tenants::router())
+        .merge(openapi::router());
     let mut public = health::router();
-    if state.settings.metrics_public {
+    if metrics_public {
         public = public.merge(health::metrics_router());
     } else {
         authed = authed.merge(health::metrics_router());
     }
+    (authed, public)
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    crate::telemetry::install();
+    let (authed, public) = parts(state.settings.metrics_public);
+    // The document covers both parts; built from a second copy of them.
+    let (doc_authed, doc_public) = parts(state.settings.metrics_public);
+    openapi::document(&mut doc_authed.merge(doc_public));
+    let (authed, _) = authed.split_for_parts();
+    let (public, _) = public.split_for_parts();
     let authed = authed.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         middleware::require_admin_key,

@@ -1,11 +1,14 @@
 //! The jobs that change an existing tenant: password, resources, operators, suspension,
 //! resumption and deletion; and `GET /namespaces`.
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+
+use super::openapi::{DryRunBody, ErrorBody, JobAccepted, ListingBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{self, AppJson};
 use super::submit::{self, SubmitContext};
@@ -17,17 +20,27 @@ use crate::domain::{
 };
 use crate::passthrough;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/accounts/password", post(set_password))
-        .route("/accounts/suspend", post(suspend))
-        .route("/accounts/resume", post(resume))
-        .route("/accounts/delete", post(delete))
-        .route("/namespaces/resources", post(update_resources))
-        .route("/namespaces/operators", post(add_operators))
-        .route("/namespaces", get(namespaces))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_password))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(delete))
+        .routes(routes!(update_resources))
+        .routes(routes!(add_operators))
+        .routes(routes!(namespaces))
 }
 
+#[utoipa::path(post, path = "/accounts/password", tag = "tenants", summary = "Set an account's password", request_body = SetPasswordRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn set_password(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -37,6 +50,16 @@ async fn set_password(
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
+#[utoipa::path(post, path = "/namespaces/resources", tag = "tenants", summary = "Re-apply a namespace's quota and limits", request_body = UpdateResourcesRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn update_resources(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -49,6 +72,16 @@ async fn update_resources(
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
+#[utoipa::path(post, path = "/namespaces/operators", tag = "tenants", summary = "Add database operators to a namespace", request_body = AddOperatorsRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn add_operators(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -75,6 +108,16 @@ fn require_rbac_configmap(state: &AppState, what: &str) -> Result<(), ApiError> 
     })
 }
 
+#[utoipa::path(post, path = "/accounts/suspend", tag = "tenants", summary = "Suspend a user (removes its RBAC bindings)", request_body = UserRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn suspend(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -85,6 +128,16 @@ async fn suspend(
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
+#[utoipa::path(post, path = "/accounts/resume", tag = "tenants", summary = "Resume a user (restores what the latest suspension removed)", request_body = UserRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn resume(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -110,6 +163,16 @@ async fn resume(
     .await
 }
 
+#[utoipa::path(post, path = "/accounts/delete", tag = "tenants", summary = "Delete a tenant: namespace, RBAC, account", request_body = DeleteUserRequest,
+    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
+           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
+    responses((status = 202, body = JobAccepted, description = "stored and queued"),
+              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
+              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
+              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
+              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
 async fn delete(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -122,6 +185,9 @@ async fn delete(
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
+#[utoipa::path(get, path = "/namespaces", tag = "reads", summary = "Namespaces managed by Everest",
+    responses((status = 200, body = ListingBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 async fn namespaces(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,

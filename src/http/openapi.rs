@@ -1,0 +1,164 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! request types themselves, so routes, methods, status codes and request bodies cannot drift
+//! from the code. Response bodies are described by the types below.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+
+/// The document, rendered once when the router is built.
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "everestctl-api", description = "Create and manage Percona Everest tenants through durable jobs."),
+    modifiers(&Security),
+    security(("admin_key" = []), ("bearer" = [])),
+    tags((name = "jobs"), (name = "tenants"), (name = "reads"), (name = "operations")),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Admin-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The error envelope of every 4xx and 5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// `validation_failed`, `not_found`, `unauthorized`, …
+    pub error: String,
+    pub detail: String,
+    /// Only for 422: one entry per invalid field.
+    pub fields: Option<Vec<FieldErrorBody>>,
+    /// The job's status, for `not_finished` / `already_finished`.
+    pub status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FieldErrorBody {
+    pub field: String,
+    pub message: String,
+}
+
+/// The answer to an accepted job (202), or to an idempotent replay (200).
+#[derive(Serialize, ToSchema)]
+pub struct JobAccepted {
+    pub job_id: String,
+    pub kind: String,
+    pub status: String,
+    pub status_url: String,
+    pub result_url: String,
+}
+
+/// A job's status with its steps (`GET /jobs/{id}`); see the README for every field.
+#[derive(Serialize, ToSchema)]
+pub struct JobStatusBody {
+    pub job_id: String,
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
+    pub status: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub current_step: Option<String>,
+    pub summary: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<serde_json::Value>,
+    pub submitted_by: String,
+    pub request_id: String,
+    pub status_url: String,
+    pub result_url: String,
+}
+
+/// The outcome of a finished job (`GET /jobs/{id}/result`).
+#[derive(Serialize, ToSchema)]
+pub struct JobResultBody {
+    pub job_id: String,
+    pub kind: String,
+    pub overall_status: String,
+    pub summary: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub inputs: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<serde_json::Value>,
+    /// Bootstrap and set-password jobs only.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<serde_json::Value>,
+}
+
+/// The answer to `?dry_run=true`: nothing is queued.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunBody {
+    pub dry_run: bool,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub inputs: serde_json::Value,
+    pub steps: Vec<crate::plan::StepPreview>,
+}
+
+/// A pass-through read.
+#[derive(Serialize, ToSchema)]
+pub struct ListingBody {
+    #[schema(value_type = Vec<Object>)]
+    pub data: serde_json::Value,
+    pub source: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthBody {
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub checks: Option<serde_json::Value>,
+}
+
+/// Renders the document of `router` (which is returned unchanged) and keeps it for
+/// `GET /openapi.json`.
+pub fn document(router: &mut OpenApiRouter<AppState>) -> &'static str {
+    DOCUMENT.get_or_init(|| {
+        router
+            .to_openapi()
+            .to_pretty_json()
+            .expect("the document serializes")
+    })
+}
+
+/// The route serving the document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"),
+              (status = 401, body = ErrorBody)))]
+async fn openapi_json() -> Response {
+    let body = DOCUMENT.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,146 @@
+//! `GET /openapi.json`: a valid OpenAPI 3.1 document that lists exactly the routes the router
+//! serves, with their status codes.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{KEY, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Every route of the API with the status codes it documents.
+const ROUTES: &[(&str, &str, &[u16])] = &[
+    (
+        "post",
+        "/bootstrap/users",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/accounts/password",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/accounts/suspend",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/accounts/resume",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/accounts/delete",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/namespaces/resources",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    (
+        "post",
+        "/namespaces/operators",
+        &[200, 202, 400, 401, 409, 413, 415, 422, 503],
+    ),
+    ("get", "/jobs/{id}", &[200, 400, 401, 404]),
+    ("get", "/jobs/{id}/result", &[200, 401, 404, 409]),
+    ("post", "/jobs/{id}/cancel", &[202, 401, 404, 409]),
+    ("post", "/jobs/{id}/retry", &[202, 401, 404, 409, 503]),
+    ("get", "/accounts/list", &[200, 401, 502, 503, 504]),
+    ("get", "/namespaces", &[200, 401, 502, 503, 504]),
+    ("get", "/healthz", &[200]),
+    ("get", "/readyz", &[200, 503]),
+    ("get", "/metrics", &[200, 401]),
+    ("get", "/openapi.json", &[200, 401]),
+];
+
+#[tokio::test]
+async fn the_document_lists_every_route_with_its_status_codes() {
+    let app = TestApp::start().await;
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "everestctl-api");
+
+    let mut documented: BTreeMap<(String, String), BTreeSet<u16>> = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let codes = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|c| c.parse().unwrap())
+                .collect();
+            documented.insert((method.clone(), path.clone()), codes);
+        }
+    }
+    let expected: BTreeMap<(String, String), BTreeSet<u16>> = ROUTES
+        .iter()
+        .map(|(m, p, codes)| {
+            (
+                (m.to_string(), p.to_string()),
+                codes.iter().copied().collect(),
+            )
+        })
+        .collect();
+    assert_eq!(documented, expected);
+
+    // Request bodies are the request types themselves; auth schemes are declared.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "BootstrapRequest",
+        "DeleteUserRequest",
+        "ErrorBody",
+        "JobAccepted",
+        "JobStatusBody",
+    ] {
+        assert!(schemas.contains_key(name), "{name} missing");
+    }
+    let body = &doc["paths"]["/bootstrap/users"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    assert_eq!(body, "#/components/schemas/BootstrapRequest");
+    assert!(doc["components"]["securitySchemes"]["admin_key"].is_object());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let app = TestApp::start().await;
+    let (_, doc) = app.get_json("/openapi.json").await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = app.url(&path.replace("{id}", "00000000-0000-7000-8000-000000000000"));
+        for method in item.as_object().unwrap().keys() {
+            let request = match method.as_str() {
+                "get" => app.client.get(&url),
+                "post" => app.client.post(&url).json(&json!({})),
+                other => panic!("unexpected method {other}"),
+            };
+            let r = request.header("X-Admin-Key", KEY).send().await.unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["detail"].as_str().map(String::from));
+            assert!(
+                !detail.is_some_and(|d| d.starts_with("no such route")),
+                "{method} {path} is documented but not served ({status})"
+            );
+        }
+    }
+    app.stop().await;
+}
