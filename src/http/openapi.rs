@@ -21,6 +21,7 @@ static DOCUMENT: OnceLock<String> = OnceLock::new();
 #[openapi(
     info(title = "everestctl-api", description = "Create and manage Percona Everest tenants through durable jobs."),
     modifiers(&Security),
+    components(schemas(ErrorBody, FieldErrorBody, JobAccepted, JobStatusBody, JobResultBody, DryRunBody, ListingBody, HealthBody)),
     security(("admin_key" = []), ("bearer" = [])),
     tags((name = "jobs"), (name = "tenants"), (name = "reads"), (name = "operations")),
 )]
@@ -136,6 +137,56 @@ pub struct HealthBody {
     pub status: String,
     #[schema(value_type = Option<Object>)]
     pub checks: Option<serde_json::Value>,
+}
+
+/// The answers of every job submission (`POST /bootstrap/users`, `/accounts/*`, `/namespaces/*`).
+#[derive(utoipa::IntoResponses)]
+pub enum SubmitResponses {
+    /// Stored and queued.
+    #[response(status = 202)]
+    Accepted(JobAccepted),
+    /// A dry run (`DryRunBody`), or an idempotent replay (`JobAccepted`).
+    #[response(status = 200)]
+    DryRun(DryRunBody),
+    /// Malformed JSON or query.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid admin key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The Idempotency-Key was used with another body, or the request conflicts with the
+    /// service's configuration or state (`rbac_unavailable`, `not_suspended`).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The body is over 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Validation failed; nothing was queued.
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// Shutting down, or the database is unavailable.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The query of every job submission.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// Validate and return the plan without queuing anything.
+    pub dry_run: Option<bool>,
+}
+
+/// The headers of every job submission.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct SubmitHeaders {
+    /// The same key with the same body returns the original job (kept at least 24 h).
+    #[param(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Renders the document of `router` (which is returned unchanged) and keeps it for

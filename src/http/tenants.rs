@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::openapi::{DryRunBody, ErrorBody, JobAccepted, ListingBody};
+use super::openapi::{ErrorBody, ListingBody, SubmitHeaders, SubmitQuery, SubmitResponses};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,15 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(post, path = "/accounts/password", tag = "tenants", summary = "Set an account's password", request_body = SetPasswordRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn set_password(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -51,15 +43,7 @@ async fn set_password(
 }
 
 #[utoipa::path(post, path = "/namespaces/resources", tag = "tenants", summary = "Re-apply a namespace's quota and limits", request_body = UpdateResourcesRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn update_resources(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -73,15 +57,7 @@ async fn update_resources(
 }
 
 #[utoipa::path(post, path = "/namespaces/operators", tag = "tenants", summary = "Add database operators to a namespace", request_body = AddOperatorsRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn add_operators(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -109,15 +85,7 @@ fn require_rbac_configmap(state: &AppState, what: &str) -> Result<(), ApiError> 
 }
 
 #[utoipa::path(post, path = "/accounts/suspend", tag = "tenants", summary = "Suspend a user (removes its RBAC bindings)", request_body = UserRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn suspend(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -129,15 +97,7 @@ async fn suspend(
 }
 
 #[utoipa::path(post, path = "/accounts/resume", tag = "tenants", summary = "Resume a user (restores what the latest suspension removed)", request_body = UserRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn resume(
     State(state): State<AppState>,
     ctx: SubmitContext,
@@ -164,15 +124,7 @@ async fn resume(
 }
 
 #[utoipa::path(post, path = "/accounts/delete", tag = "tenants", summary = "Delete a tenant: namespace, RBAC, account", request_body = DeleteUserRequest,
-    params(("dry_run" = Option<bool>, Query, description = "validate and return the plan without queuing anything"),
-           ("Idempotency-Key" = Option<String>, Header, description = "the same key with the same body returns the original job")),
-    responses((status = 202, body = JobAccepted, description = "stored and queued"),
-              (status = 200, body = DryRunBody, description = "a dry run, or (as JobAccepted) an idempotent replay"),
-              (status = 400, body = ErrorBody, description = "malformed JSON or query"),
-              (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "Idempotency-Key used with another body"),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "validation failed; nothing was queued"),
-              (status = 503, body = ErrorBody, description = "shutting down, or the database is unavailable")))]
+    params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn delete(
     State(state): State<AppState>,
     ctx: SubmitContext,
