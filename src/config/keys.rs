@@ -69,6 +69,12 @@ pub fn check_key(key: &str, name: &str) -> Result<(), String> {
             "the key named {name:?} must be non-empty visible ASCII without commas"
         ));
     }
+    // The shipped manifests carry a placeholder; refusing it keeps a forgotten one from working.
+    if key.to_ascii_uppercase().contains("REPLACE-ME") {
+        return Err(format!(
+            "the key named {name:?} is still the REPLACE-ME placeholder; set a real key"
+        ));
+    }
     Ok(())
 }
 

@@ -40,6 +40,10 @@ fn named_keys_are_parsed_and_never_printed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("used twice"), "{err}");
+    let err = load("admin_api_keys = 'ops:REPLACE-ME-with-openssl-rand-hex-32'")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("placeholder"), "{err}");
     let err = load("admin_api_keys = 'justakey'").unwrap_err().to_string();
     assert!(
         err.contains("ADMIN_API_KEYS") && !err.contains("justakey"),
