@@ -85,6 +85,12 @@ pub async fn serve(
         settings.credentials_ttl,
         stop.clone(),
     ));
+    let prune_task = tokio::spawn(crate::retention::run(
+        store.clone(),
+        Duration::from_secs(u64::from(settings.job_retention_days) * 86_400),
+        crate::retention::Pacing::default(),
+        stop.clone(),
+    ));
 
     // On shutdown: refuse new jobs, stop claiming, let the worker drain while reads are still
     // served, and only then stop the HTTP server.
@@ -106,6 +112,7 @@ pub async fn serve(
     server.await.context("the HTTP server failed")?;
     worker_task.await.ok();
     purge_task.abort();
+    prune_task.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -14,6 +14,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod passthrough;
 pub mod plan;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -92,20 +92,49 @@ fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
     FieldError::new(field, message)
 }
 
-/// Parses a query string, refusing parameters that are not in `allowed` (400).
+/// Parses a query string, refusing parameters that are not in `allowed` or given twice (400).
+/// `%XX` escapes are decoded; `+` stays a plus sign (no value of this API contains a space, and
+/// `created_after=2026-01-01T00:00:00+01:00` should mean what it says).
 pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let mut out = HashMap::new();
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if !allowed.contains(&k) {
+        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        if !allowed.contains(&k.as_str()) {
             return Err(ApiError::BadRequest(format!(
                 "unknown query parameter {k:?}; allowed: {}",
                 allowed.join(", ")
             )));
         }
-        out.insert(k.to_string(), v.to_string());
+        if out.contains_key(&k) {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {k:?} is given more than once"
+            )));
+        }
+        out.insert(k, v);
     }
     Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::BadRequest(format!("malformed percent-encoding in the query: {s:?}"));
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = tail
+                .get(..2)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            bytes.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 /// A boolean query value: `true`/`false`/`1`/`0`, or absent.

@@ -7,6 +7,7 @@ mod bootstrap;
 mod error;
 mod extract;
 mod health;
+mod history;
 mod jobs;
 mod middleware;
 pub mod openapi;
@@ -68,6 +69,7 @@ fn parts(metrics_public: bool) -> (OpenApiRouter<AppState>, OpenApiRouter<AppSta
     let mut authed = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(bootstrap::router())
         .merge(jobs::router())
+        .merge(history::router())
         .merge(accounts::router())
         .merge(tenants::router())
         .merge(openapi::router());

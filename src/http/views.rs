@@ -32,6 +32,13 @@ pub fn accepted(job_id: &str, kind: &str, status: &str) -> Value {
 
 /// `GET /jobs/{id}`.
 pub fn job_status(job: &JobRecord, steps: &[StepRecord]) -> Value {
+    let mut v = job_summary(job);
+    v["steps"] = json!(steps.iter().map(step_status).collect::<Vec<_>>());
+    v
+}
+
+/// The job status without its steps (the items of `GET /jobs`).
+pub fn job_summary(job: &JobRecord) -> Value {
     let waiting = job.status == "queued" && job.run_at > now_ms();
     json!({
         "job_id": job.id,
@@ -46,7 +53,6 @@ pub fn job_status(job: &JobRecord, steps: &[StepRecord]) -> Value {
         "current_step": job.current_step,
         "summary": job.summary,
         "error": job.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
-        "steps": steps.iter().map(step_status).collect::<Vec<_>>(),
         "submitted_by": job.submitted_by,
         "request_id": job.request_id,
         "status_url": status_url(&job.id),

@@ -69,6 +69,16 @@ impl Store {
                     Some("canceled while queued"),
                 )
                 .await?;
+                // Every job that reaches a final status records `finished`, as the worker does.
+                event(
+                    &mut tx,
+                    job_id,
+                    "finished",
+                    Some(attempt),
+                    None,
+                    Some("canceled: Canceled before it ran to the end."),
+                )
+                .await?;
                 CancelOutcome::Canceled
             }
             "running" => {

@@ -23,30 +23,43 @@ pub struct Recovered {
     pub previous_owner: String,
 }
 
+/// Takes the job that is due first (queued and due, or running with an expired lease): `?1` the
+/// worker, `?2` the lease's expiry, `?3` now. Both candidates are read through partial indexes
+/// (`jobs_due`, `jobs_leased`), named with `INDEXED BY`: without statistics SQLite would rather
+/// read every queued (or running) job through `jobs_status_created` and sort them.
+/// `history::plan_tests` checks the plan.
+pub(super) const CLAIM_SQL: &str =
+    "UPDATE jobs SET status = 'running', attempt = attempt + 1, previous_owner = lease_owner,
+        lease_owner = ?1, lease_expires_at = ?2, started_at = COALESCE(started_at, ?3),
+        updated_at = ?3
+ WHERE id = (SELECT id FROM (
+        SELECT id, due FROM (SELECT id, run_at AS due FROM jobs INDEXED BY jobs_due
+            WHERE status = 'queued' AND run_at <= ?3 ORDER BY run_at, id LIMIT 1)
+        UNION ALL
+        SELECT id, due FROM (SELECT id, lease_expires_at AS due FROM jobs INDEXED BY jobs_leased
+            WHERE status = 'running' AND lease_expires_at <= ?3 ORDER BY lease_expires_at LIMIT 1)
+     ) ORDER BY due LIMIT 1)
+ RETURNING id, attempt, previous_owner";
+
+/// The earliest `run_at` of a queued job or lease expiry of a running one (first entries of the
+/// same partial indexes).
+pub(super) const NEXT_DUE_SQL: &str = "SELECT MIN(t) FROM (
+    SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_due WHERE status = 'queued'
+    UNION ALL
+    SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_leased WHERE status = 'running')";
+
 impl Store {
     /// Claims the job that is due first (queued and due, or running with an expired lease) with
     /// one atomic `UPDATE … RETURNING`, and loads what the worker needs to run it.
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claimed>> {
         let mut tx = self.begin_immediate().await?;
         let now = now_ms();
-        let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, previous_owner = lease_owner,
-                    lease_owner = ?1, lease_expires_at = ?2, started_at = COALESCE(started_at, ?3),
-                    updated_at = ?3
-             WHERE id = (SELECT id FROM (
-                    SELECT id, due FROM (SELECT id, run_at AS due FROM jobs
-                        WHERE status = 'queued' AND run_at <= ?3 ORDER BY run_at, id LIMIT 1)
-                    UNION ALL
-                    SELECT id, due FROM (SELECT id, lease_expires_at AS due FROM jobs
-                        WHERE status = 'running' AND lease_expires_at <= ?3 ORDER BY lease_expires_at LIMIT 1)
-                 ) ORDER BY due LIMIT 1)
-             RETURNING id, attempt, previous_owner",
-        )
-        .bind(worker)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(CLAIM_SQL)
+            .bind(worker)
+            .bind(now + ms(lease))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((job_id, attempt, previous_owner)) = claimed else {
             return Ok(None);
         };
@@ -65,13 +78,20 @@ impl Store {
             )
             .await?;
         }
+        let detail = match &previous_owner {
+            Some(previous) => format!(
+                "claim {attempt}, taking over from {previous}; lease {:.1}s",
+                lease.as_secs_f64()
+            ),
+            None => format!("claim {attempt}; lease {:.1}s", lease.as_secs_f64()),
+        };
         event(
             &mut tx,
             &job_id,
             "claimed",
             Some(attempt),
             Some(worker),
-            None,
+            Some(&detail),
         )
         .await?;
         let job: JobRecord =
@@ -182,12 +202,9 @@ impl Store {
 
     /// The earliest time something becomes claimable (a queued job's `run_at` or a lease expiry).
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status = 'queued'
-                               UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE status = 'running')",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(NEXT_DUE_SQL)
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 

@@ -6,9 +6,11 @@
 //! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
 
 mod control;
+mod history;
 mod lease;
 mod locks;
 mod model;
+mod prune;
 mod read;
 mod run;
 mod submit;
@@ -22,6 +24,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use control::{CancelOutcome, RetryOutcome};
+pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use locks::LockAttempt;
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};

@@ -9,7 +9,7 @@ pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namesp
     lease_owner, cancel_requested, current_step";
 const STEP_COLUMNS: &str =
     "position, name, status, attempts, failures, started_at, finished_at, exit_code, output";
-const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
+pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
     outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
 
 impl Store {
@@ -97,7 +97,8 @@ impl Store {
     /// The latest successful suspension of `username`: its job id and the policy lines it removed.
     pub async fn latest_suspension(&self, username: &str) -> Result<Option<(String, Vec<String>)>> {
         let row: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT j.id, s.output FROM jobs j JOIN job_steps s ON s.job_id = j.id AND s.name = 'revoke_rbac'
+            "SELECT j.id, s.output FROM jobs j INDEXED BY jobs_username_created
+               JOIN job_steps s ON s.job_id = j.id AND s.name = 'revoke_rbac'
              WHERE j.kind = 'suspend_user' AND j.username = ? AND j.status = 'succeeded'
              ORDER BY j.created_at DESC, j.id DESC LIMIT 1",
         )

@@ -139,10 +139,10 @@ impl Store {
             return Ok(false);
         }
         let now = now_ms();
-        let (position, name): (i64, String) = sqlx::query_as(
+        let (position, name, step_attempt): (i64, String, i64) = sqlx::query_as(
             "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
                     finished_at = ?, duration_ms = ?
-             WHERE id = ? AND job_id = ? RETURNING position, step",
+             WHERE id = ? AND job_id = ? RETURNING position, step, attempt",
         )
         .bind(attempt.outcome)
         .bind(&attempt.error_kind)
@@ -176,7 +176,7 @@ impl Store {
         .bind(position)
         .execute(&mut *tx)
         .await?;
-        let detail = format!("{name}: {}", attempt.outcome);
+        let detail = step_finished_detail(&name, step_attempt, attempt);
         event(
             &mut tx,
             &lease.job_id,
@@ -227,6 +227,20 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(n > 0)
+    }
+}
+
+/// `create_account attempt 2: failed (exit code 1, transient)`.
+fn step_finished_detail(step: &str, step_attempt: i64, end: &AttemptEnd) -> String {
+    let exit = end
+        .exit_code
+        .map_or_else(|| "no exit code".to_string(), |c| format!("exit code {c}"));
+    match &end.error_kind {
+        Some(kind) => format!(
+            "{step} attempt {step_attempt}: {} ({exit}, {kind})",
+            end.outcome
+        ),
+        None => format!("{step} attempt {step_attempt}: {} ({exit})", end.outcome),
     }
 }
 

@@ -1,0 +1,50 @@
+//! Retention: deleting old finished jobs in small batches, and giving the space back.
+//!
+//! Each batch is one short write transaction, so submissions and workers wait at most for
+//! one batch; the caller (`crate::retention`) pauses between batches.
+
+use super::{Result, Store};
+
+/// Deletes the oldest finished jobs that finished before `?1`, at most `?2` of them. Steps,
+/// attempts, events and secrets go with them (`ON DELETE CASCADE`). `INDEXED BY` pins the
+/// partial index of finished jobs: without statistics SQLite would rather read every finished
+/// job through `jobs_status_created` and sort them.
+pub(super) const PRUNE_SQL: &str = "DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_prunable
+    WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1
+    ORDER BY finished_at LIMIT ?2)";
+
+impl Store {
+    /// Deletes up to `batch` jobs that finished (succeeded, failed or canceled) before
+    /// `cutoff_ms`, oldest first, with their steps, attempts, events and secret, in one
+    /// transaction. Queued and running jobs are never deleted, however old. Returns how many
+    /// jobs were deleted: fewer than `batch` means that none is left.
+    pub async fn prune_finished_before(&self, cutoff_ms: i64, batch: u32) -> Result<u64> {
+        let mut tx = self.begin_immediate().await?;
+        let done = sqlx::query(PRUNE_SQL)
+            .bind(cutoff_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Returns up to `pages` free pages of the database file to the file system
+    /// (`PRAGMA incremental_vacuum`; the database is created with `auto_vacuum = INCREMENTAL`).
+    /// Returns the number of free pages left.
+    pub async fn reclaim_space(&self, pages: u32) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        // The whole statement must be stepped to completion (one page per step): `execute`
+        // does that.
+        sqlx::query(&format!("PRAGMA incremental_vacuum({pages})"))
+            .execute(&mut *conn)
+            .await?;
+        Ok(sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
