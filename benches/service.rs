@@ -68,7 +68,7 @@ apply)
 esac
 "#;
 
-/// `everestctl` for the submit instance: the one job its single worker claims never ends, so
+/// `everestctl` for the API instance: the one job its single worker claims never ends, so
 /// the worker pool stays out of the way of the submissions.
 const BLOCKING_EVERESTCTL: &str = "#!/bin/sh\nexec sleep 3600\n";
 
@@ -520,7 +520,10 @@ fn fmt(v: f64) -> String {
 fn write_results(options: &Options, runs: &[Figures], discarded: &[Figures]) -> anyhow::Result<()> {
     let doc = json!({
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "command": "cargo bench --bench service",
+        "command": std::iter::once("cargo bench --bench service --".to_string())
+            .chain(std::env::args().skip(1).filter(|a| a != "--bench"))
+            .collect::<Vec<_>>()
+            .join(" "),
         "commit": git(&["rev-parse", "HEAD"]),
         "uncommitted_changes": git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
         "machine": {"cores": cores(), "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease")
