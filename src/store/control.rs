@@ -27,11 +27,7 @@ impl Store {
     /// Cancels a queued job at once, or flags a running one for its worker.
     pub async fn request_cancel(&self, job_id: &str, by: &str) -> Result<CancelOutcome> {
         let mut tx = self.begin_immediate().await?;
-        let status: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, attempt FROM jobs WHERE id = ?")
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status = status_and_attempt(&mut tx, job_id).await?;
         let Some((status, attempt)) = status else {
             return Ok(CancelOutcome::NotFound);
         };
@@ -119,11 +115,7 @@ impl Store {
     /// with a fresh `MAX_ATTEMPTS` budget for those steps. Earlier attempts stay in the history.
     pub async fn retry(&self, job_id: &str, by: &str) -> Result<RetryOutcome> {
         let mut tx = self.begin_immediate().await?;
-        let status: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, attempt FROM jobs WHERE id = ?")
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status = status_and_attempt(&mut tx, job_id).await?;
         let Some((status, attempt)) = status else {
             return Ok(RetryOutcome::NotFound);
         };
@@ -167,4 +159,17 @@ impl Store {
         self.changed(job_id);
         Ok(RetryOutcome::Requeued)
     }
+}
+
+/// The job's status and claim counter, read inside the caller's write transaction.
+async fn status_and_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    job_id: &str,
+) -> Result<Option<(String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT status, attempt FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }

@@ -6,6 +6,7 @@
 //! jobs that an earlier process on this host left running.
 
 mod job;
+mod outcome;
 mod procedure;
 mod verdict;
 mod watch;

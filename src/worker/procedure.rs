@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::verdict::{Verdict, failed};
+use super::verdict::{Verdict, failed, spawn_failure};
 use crate::config::Settings;
 use crate::everest::{self, Expect, argv, rbac};
 use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
@@ -139,21 +139,6 @@ impl Procedure {
     }
 }
 
-fn spawn_failure(e: &ExecError) -> Verdict {
-    let kind = if matches!(
-        e,
-        ExecError::NotFound { .. } | ExecError::NotExecutable { .. }
-    ) {
-        "not_found"
-    } else {
-        "spawn_failed"
-    };
-    Verdict::Permanent {
-        kind,
-        detail: e.to_string(),
-    }
-}
-
 /// Applies `change` to the `everest-rbac` ConfigMap. Never writes a policy built from one that
 /// could not be read, never writes a candidate that `everestctl settings rbac validate`
 /// rejects, and writes with the `resourceVersion` read, reading again after a conflict.
@@ -272,7 +257,7 @@ async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verd
     Some(failed(&out))
 }
 
-fn write_temp(content: &str) -> std::io::Result<tempfile::NamedTempFile> {
+pub(super) fn write_temp(content: &str) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut file = tempfile::Builder::new()
         .prefix("everest-policy-")

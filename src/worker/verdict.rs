@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::domain::StepName;
 use crate::everest::{self, Expect, Retry, classify};
-use crate::exec::{ExecOutput, Termination};
+use crate::exec::{ExecError, ExecOutput, Termination};
 use crate::plan::Confirm;
 
 /// The verdict on one attempt.
@@ -134,6 +134,19 @@ pub fn failed(out: &ExecOutput) -> Verdict {
                 },
             }
         }
+    }
+}
+
+/// The verdict on a command that could not be started: a missing or non-executable binary is
+/// `not_found`, anything else `spawn_failed`; neither is retried.
+pub fn spawn_failure(e: &ExecError) -> Verdict {
+    let kind = match e {
+        ExecError::NotFound { .. } | ExecError::NotExecutable { .. } => "not_found",
+        ExecError::Spawn { .. } => "spawn_failed",
+    };
+    Verdict::Permanent {
+        kind,
+        detail: e.to_string(),
     }
 }
 
