@@ -80,3 +80,9 @@ pub fn job_counts(queued: i64, running: i64) {
     gauge!("jobs_queued").set(queued as f64);
     gauge!("jobs_running").set(running as f64);
 }
+
+/// One write transaction of the store's writer, committing `operations` writes together.
+pub fn write_batch(operations: usize) {
+    counter!("db_commits_total").increment(1);
+    histogram!("db_write_batch_operations").record(operations as f64);
+}

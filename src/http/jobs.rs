@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::middleware::Caller;
 use super::{ApiError, AppState, extract, views};
 use crate::domain::JobStatus;
-use crate::store::{CancelOutcome, JobRecord, RetryOutcome};
+use crate::store::{CancelOutcome, JobRecord, RetryOutcome, StepRecord};
 
 /// The longest `?wait=` accepted, in seconds.
 const MAX_WAIT_SECONDS: u64 = 60;
@@ -61,33 +61,48 @@ async fn status(
             }
         },
     };
+    let Some(wait) = wait else {
+        let (job, steps) = find_with_steps(&state, &id).await?;
+        return Ok(Json(views::job_status(&job, &steps)));
+    };
     // Subscribe before the first read so that no change between the read and the wait is missed.
     let mut changes = state.store.subscribe();
     let mut job = find(&state, &id).await?;
-    if let Some(wait) = wait {
-        let seen = (job.status.clone(), job.current_step.clone());
-        let deadline = tokio::time::Instant::now() + wait;
-        while !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Err(_) => break,
-                Ok(Ok(changed)) if changed != job.id => continue,
-                // Our job changed, or notifications were missed: read again.
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => job = find(&state, &id).await?,
-                Ok(Err(RecvError::Closed)) => break,
-            }
-            if (job.status.clone(), job.current_step.clone()) != seen {
-                break;
-            }
+    let seen = (job.status.clone(), job.current_step.clone());
+    let deadline = tokio::time::Instant::now() + wait;
+    while !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Err(_) => break,
+            Ok(Ok(changed)) if changed != job.id => continue,
+            // Our job changed, or notifications were missed: read again.
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => job = find(&state, &id).await?,
+            Ok(Err(RecvError::Closed)) => break,
+        }
+        if (job.status.clone(), job.current_step.clone()) != seen {
+            break;
         }
     }
     let steps = state.store.steps(&job.id).await?;
     Ok(Json(views::job_status(&job, &steps)))
 }
 
+/// The job and its steps, read together.
+async fn find_with_steps(
+    state: &AppState,
+    id: &str,
+) -> Result<(JobRecord, Vec<StepRecord>), ApiError> {
+    let not_found = || ApiError::NotFound(format!("no job with id {id:?}"));
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    state
+        .store
+        .job_with_steps(&id.to_string())
+        .await?
+        .ok_or_else(not_found)
+}
+
 /// Answers 202 with the job's status body.
 async fn accepted_status(state: &AppState, id: &str) -> Result<Response, ApiError> {
-    let job = find(state, id).await?;
-    let steps = state.store.steps(&job.id).await?;
+    let (job, steps) = find_with_steps(state, id).await?;
     Ok((StatusCode::ACCEPTED, Json(views::job_status(&job, &steps))).into_response())
 }
 

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 
-use super::read::JOB_COLUMNS;
-use super::{Claimed, JobRecord, Result, Store, event, ms, now_ms};
+use super::read::{JOB_COLUMNS, STEP_COLUMNS};
+use super::{Claimed, JobRecord, Result, Store, Write, event, ms, now_ms};
 
 /// Proof that a worker holds a job: every fenced write names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,140 +52,58 @@ impl Store {
     /// Claims the job that is due first (queued and due, or running with an expired lease) with
     /// one atomic `UPDATE … RETURNING`, and loads what the worker needs to run it.
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claimed>> {
-        let mut tx = self.begin_immediate().await?;
-        let now = now_ms();
-        let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(CLAIM_SQL)
-            .bind(worker)
-            .bind(now + ms(lease))
-            .bind(now)
-            .fetch_optional(&mut *tx)
+        let worker = worker.to_string();
+        let claimed = self
+            .write(move |conn| {
+                Box::pin(async move { claim(conn, worker, lease).await.map(Write::Keep) })
+            })
             .await?;
-        let Some((job_id, attempt, previous_owner)) = claimed else {
-            return Ok(None);
-        };
-        if let Some(previous) = &previous_owner {
-            let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
-            let detail = format!(
-                "lease of {previous} expired; {interrupted} running attempt(s) marked interrupted"
-            );
-            event(
-                &mut tx,
-                &job_id,
-                "lease_expired",
-                Some(attempt - 1),
-                Some(previous),
-                Some(&detail),
-            )
-            .await?;
+        if let Some(claimed) = &claimed {
+            self.changed(&claimed.lease.job_id);
         }
-        let detail = match &previous_owner {
-            Some(previous) => format!(
-                "claim {attempt}, taking over from {previous}; lease {:.1}s",
-                lease.as_secs_f64()
-            ),
-            None => format!("claim {attempt}; lease {:.1}s", lease.as_secs_f64()),
-        };
-        event(
-            &mut tx,
-            &job_id,
-            "claimed",
-            Some(attempt),
-            Some(worker),
-            Some(&detail),
-        )
-        .await?;
-        let job: JobRecord =
-            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-                .bind(&job_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let password: Option<String> = sqlx::query_scalar(
-            "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(&job_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-        tx.commit().await?;
-        self.changed(&job_id);
-        let steps = self.steps(&job_id).await?;
-        let lease = Lease {
-            job_id,
-            owner: worker.to_string(),
-            attempt,
-        };
-        Ok(Some(Claimed {
-            lease,
-            job,
-            steps,
-            password,
-            taken_over: previous_owner.is_some(),
-        }))
+        Ok(claimed)
     }
 
     /// Extends the lease and the job's resource locks; `false` means the lease was lost
     /// (expired and taken, or the job left `running`).
     pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let until = now_ms() + ms(duration);
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(until)
-        .bind(&lease.job_id)
-        .bind(&lease.owner)
-        .bind(lease.attempt)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE resource_locks SET expires_at = ? WHERE job_id = ? AND owner = ?")
-            .bind(until)
-            .bind(&lease.job_id)
-            .bind(&lease.owner)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        let lease = lease.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let until = now_ms() + ms(duration);
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
+                )
+                .bind(until)
+                .bind(&lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.attempt)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(Write::Keep(false));
+                }
+                sqlx::query("UPDATE resource_locks SET expires_at = ? WHERE job_id = ? AND owner = ?")
+                    .bind(until)
+                    .bind(&lease.job_id)
+                    .bind(&lease.owner)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Write::Keep(true))
+            })
+        })
+        .await
     }
 
     /// Puts back in the queue, at once, the jobs that earlier processes of this host left
     /// running: their owner is dead, so there is no need to wait for the lease to expire.
     pub async fn recover_host(&self, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
-        let mut tx = self.begin_immediate().await?;
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT id, lease_owner, attempt FROM jobs WHERE status = 'running'
-               AND substr(lease_owner, 1, length(?1)) = ?1 AND lease_owner <> ?2",
-        )
-        .bind(host_prefix)
-        .bind(me)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut recovered = Vec::with_capacity(rows.len());
-        for (job_id, owner, attempt) in rows {
-            let interrupted = interrupt_attempts(&mut tx, &job_id).await?;
-            requeue(&mut tx, &job_id).await?;
-            delete_locks(&mut tx, &job_id).await?;
-            let detail = format!(
-                "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
-            );
-            event(
-                &mut tx,
-                &job_id,
-                "recovered",
-                Some(attempt),
-                Some(me),
-                Some(&detail),
-            )
+        let (host_prefix, me) = (host_prefix.to_string(), me.to_string());
+        let recovered = self
+            .write(move |conn| {
+                Box::pin(async move { recover(conn, &host_prefix, &me).await.map(Write::Keep) })
+            })
             .await?;
-            recovered.push(Recovered {
-                job_id,
-                previous_owner: owner,
-            });
-        }
-        tx.commit().await?;
         recovered.iter().for_each(|r| self.changed(&r.job_id));
         Ok(recovered)
     }
@@ -209,10 +127,7 @@ impl Store {
 }
 
 /// Marks the job's unfinished attempts `interrupted` and their steps `pending` again.
-pub(super) async fn interrupt_attempts(
-    tx: &mut Transaction<'_, Sqlite>,
-    job_id: &str,
-) -> Result<u64> {
+pub(super) async fn interrupt_attempts(tx: &mut SqliteConnection, job_id: &str) -> Result<u64> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE step_attempts SET outcome = 'interrupted', error_kind = 'interrupted', finished_at = ?1,
@@ -221,17 +136,17 @@ pub(super) async fn interrupt_attempts(
     )
     .bind(now)
     .bind(job_id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE job_steps SET status = 'pending' WHERE job_id = ? AND status = 'running'")
         .bind(job_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(done.rows_affected())
 }
 
 /// Returns a job to the queue, due now, without an owner.
-pub(super) async fn requeue(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<()> {
+pub(super) async fn requeue(tx: &mut SqliteConnection, job_id: &str) -> Result<()> {
     let now = now_ms();
     sqlx::query(
         "UPDATE jobs SET status = 'queued', run_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
@@ -240,16 +155,128 @@ pub(super) async fn requeue(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> R
     )
     .bind(now)
     .bind(job_id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Drops the resource locks a job holds.
-pub(super) async fn delete_locks(tx: &mut Transaction<'_, Sqlite>, job_id: &str) -> Result<()> {
+pub(super) async fn delete_locks(tx: &mut SqliteConnection, job_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM resource_locks WHERE job_id = ?")
         .bind(job_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+async fn claim(
+    tx: &mut SqliteConnection,
+    worker: String,
+    lease: Duration,
+) -> Result<Option<Claimed>> {
+    let now = now_ms();
+    let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(CLAIM_SQL)
+        .bind(&worker)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((job_id, attempt, previous_owner)) = claimed else {
+        return Ok(None);
+    };
+    if let Some(previous) = &previous_owner {
+        let interrupted = interrupt_attempts(tx, &job_id).await?;
+        let detail = format!(
+            "lease of {previous} expired; {interrupted} running attempt(s) marked interrupted"
+        );
+        event(
+            tx,
+            &job_id,
+            "lease_expired",
+            Some(attempt - 1),
+            Some(previous),
+            Some(&detail),
+        )
+        .await?;
+    }
+    let detail = match &previous_owner {
+        Some(previous) => format!(
+            "claim {attempt}, taking over from {previous}; lease {:.1}s",
+            lease.as_secs_f64()
+        ),
+        None => format!("claim {attempt}; lease {:.1}s", lease.as_secs_f64()),
+    };
+    event(
+        tx,
+        &job_id,
+        "claimed",
+        Some(attempt),
+        Some(&worker),
+        Some(&detail),
+    )
+    .await?;
+    let job: JobRecord = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+        .bind(&job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let password: Option<String> = sqlx::query_scalar(
+        "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(&job_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?
+    .flatten();
+    let steps = sqlx::query_as(&format!(
+        "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
+    ))
+    .bind(&job_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let lease = Lease {
+        job_id,
+        owner: worker,
+        attempt,
+    };
+    Ok(Some(Claimed {
+        lease,
+        job,
+        steps,
+        password,
+        taken_over: previous_owner.is_some(),
+    }))
+}
+
+async fn recover(tx: &mut SqliteConnection, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, lease_owner, attempt FROM jobs WHERE status = 'running'
+           AND substr(lease_owner, 1, length(?1)) = ?1 AND lease_owner <> ?2",
+    )
+    .bind(host_prefix)
+    .bind(me)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut recovered = Vec::with_capacity(rows.len());
+    for (job_id, owner, attempt) in rows {
+        let interrupted = interrupt_attempts(tx, &job_id).await?;
+        requeue(tx, &job_id).await?;
+        delete_locks(tx, &job_id).await?;
+        let detail = format!(
+            "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
+        );
+        event(
+            tx,
+            &job_id,
+            "recovered",
+            Some(attempt),
+            Some(me),
+            Some(&detail),
+        )
+        .await?;
+        recovered.push(Recovered {
+            job_id,
+            previous_owner: owner,
+        });
+    }
+    Ok(recovered)
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{Lease, Result, Store, ms, now_ms, run::fence};
+use sqlx::SqliteConnection;
+
+use super::lease::delete_locks;
+use super::{Lease, Result, Store, Write, ms, now_ms, run::fence};
 
 /// The result of trying to take a set of locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,48 +30,60 @@ impl Store {
         names: &[String],
         duration: Duration,
     ) -> Result<LockAttempt> {
-        let mut tx = self.pool.begin().await?;
-        if !fence(&mut tx, lease).await? {
-            return Ok(LockAttempt::LeaseLost);
-        }
-        let now = now_ms();
-        for name in names {
-            let taken = sqlx::query(
-                "INSERT INTO resource_locks (name, job_id, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET job_id = excluded.job_id, owner = excluded.owner,
-                        expires_at = excluded.expires_at
-                 WHERE resource_locks.expires_at <= ?5 OR resource_locks.job_id = excluded.job_id",
-            )
-            .bind(name)
-            .bind(&lease.job_id)
-            .bind(&lease.owner)
-            .bind(now + ms(duration))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if taken.rows_affected() == 0 {
-                let holder: String =
-                    sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = ?")
-                        .bind(name)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                tx.rollback().await?;
-                return Ok(LockAttempt::Busy {
-                    name: name.clone(),
-                    holder,
-                });
-            }
-        }
-        tx.commit().await?;
-        Ok(LockAttempt::Acquired)
+        let (lease, names) = (lease.clone(), names.to_vec());
+        self.write(move |conn| Box::pin(async move { lock(conn, &lease, &names, duration).await }))
+            .await
     }
 
     /// Releases every lock the job holds.
     pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM resource_locks WHERE job_id = ?")
-            .bind(job_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let job_id = job_id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                delete_locks(conn, &job_id).await?;
+                Ok(Write::Keep(()))
+            })
+        })
+        .await
     }
+}
+
+async fn lock(
+    tx: &mut SqliteConnection,
+    lease: &Lease,
+    names: &[String],
+    duration: Duration,
+) -> Result<Write<LockAttempt>> {
+    if !fence(tx, lease).await? {
+        return Ok(Write::Keep(LockAttempt::LeaseLost));
+    }
+    let now = now_ms();
+    for name in names {
+        let taken = sqlx::query(
+            "INSERT INTO resource_locks (name, job_id, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET job_id = excluded.job_id, owner = excluded.owner,
+                    expires_at = excluded.expires_at
+             WHERE resource_locks.expires_at <= ?5 OR resource_locks.job_id = excluded.job_id",
+        )
+        .bind(name)
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(now + ms(duration))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if taken.rows_affected() == 0 {
+            let holder: String =
+                sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = ?")
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            // None of the locks taken so far is kept.
+            return Ok(Write::Discard(LockAttempt::Busy {
+                name: name.clone(),
+                holder,
+            }));
+        }
+    }
+    Ok(Write::Keep(LockAttempt::Acquired))
 }

@@ -14,6 +14,7 @@ mod prune;
 mod read;
 mod run;
 mod submit;
+mod writer;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +22,9 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+
+use writer::{BoxFuture, Write, Writer};
 
 pub use control::{CancelOutcome, RetryOutcome};
 pub use history::{Cursor, History, JobFilter, JobPage};
@@ -36,6 +39,11 @@ pub use submit::Submitted;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The transaction this write was committed with failed.
+    #[error("database error: {0}")]
+    Commit(std::sync::Arc<sqlx::Error>),
+    #[error("the database is closed")]
+    Closed,
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database folder {path}: {source}")]
@@ -52,7 +60,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Read-only connections, for every read outside a write.
     pool: SqlitePool,
+    /// The one connection that writes (see `writer`).
+    writer: Writer,
     /// Ids of jobs whose status or current step may have changed, sent after each commit.
     changes: tokio::sync::broadcast::Sender<String>,
 }
@@ -61,6 +72,9 @@ pub struct Store {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Read-only connections: reads run in parallel with each other and with the writer (WAL).
+const READERS: u32 = 4;
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -77,25 +91,44 @@ impl Store {
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        let mut conn = options
+            .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the 202 that acknowledges it is sent.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
             .auto_vacuum(SqliteAutoVacuum::Incremental)
-            .pragma("temp_store", "memory");
+            .connect()
+            .await?;
+        restrict_permissions(path);
+        sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(READERS)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(15))
             .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await?;
-        restrict_permissions(path);
-        sqlx::migrate!("./migrations").run(&pool).await?;
         let (changes, _) = tokio::sync::broadcast::channel(1024);
-        Ok(Store { pool, changes })
+        Ok(Store {
+            pool,
+            writer: Writer::start(conn),
+            changes,
+        })
+    }
+
+    /// Runs a write transaction on the writer (see `writer`); returns once it is committed.
+    async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Write<T>>>
+            + Send
+            + 'static,
+    {
+        self.writer.write(op).await
     }
 
     /// Change notifications: the id of every job this process changed, after the commit.
@@ -115,15 +148,10 @@ impl Store {
         Ok(())
     }
 
-    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), for
-    /// read-then-write sequences that must not be interleaved with another writer.
-    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Closes every connection (checkpointing the WAL).
+    /// Commits the writes already queued and closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -157,7 +185,7 @@ fn restrict_permissions(path: &Path) {
 
 /// Appends an audit event in the caller's transaction.
 async fn event(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     job_id: &str,
     kind: &str,
     attempt: Option<i64>,
@@ -171,7 +199,7 @@ async fn event(
         .bind(attempt)
         .bind(worker)
         .bind(detail)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

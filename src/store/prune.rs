@@ -3,7 +3,7 @@
 //! Each batch is one short write transaction, so submissions and workers wait at most for
 //! one batch; the caller (`crate::retention`) pauses between batches.
 
-use super::{Result, Store};
+use super::{Result, Store, Write};
 
 /// Deletes the oldest finished jobs that finished before `?1`, at most `?2` of them. Steps,
 /// attempts, events and secrets go with them (`ON DELETE CASCADE`). `INDEXED BY` pins the
@@ -20,29 +20,37 @@ impl Store {
     /// transaction. Queued and running jobs are never deleted, however old. Returns how many
     /// jobs were deleted: fewer than `batch` means that none is left.
     pub async fn prune_finished_before(&self, cutoff_ms: i64, batch: u32) -> Result<u64> {
-        let mut tx = self.begin_immediate().await?;
-        let done = sqlx::query(PRUNE_SQL)
-            .bind(cutoff_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(PRUNE_SQL)
+                    .bind(cutoff_ms)
+                    .bind(i64::from(batch))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(Write::Keep(done.rows_affected()))
+            })
+        })
+        .await
     }
 
     /// Returns up to `pages` free pages of the database file to the file system
     /// (`PRAGMA incremental_vacuum`; the database is created with `auto_vacuum = INCREMENTAL`).
     /// Returns the number of free pages left.
     pub async fn reclaim_space(&self, pages: u32) -> Result<i64> {
-        let mut conn = self.pool.acquire().await?;
-        // The whole statement must be stepped to completion (one page per step): `execute`
-        // does that.
-        sqlx::query(&format!("PRAGMA incremental_vacuum({pages})"))
-            .execute(&mut *conn)
-            .await?;
-        Ok(sqlx::query_scalar("PRAGMA freelist_count")
-            .fetch_one(&mut *conn)
-            .await?)
+        self.write(move |conn| {
+            Box::pin(async move {
+                // The whole statement must be stepped to completion (one page per step):
+                // `execute` does that.
+                sqlx::query(&format!("PRAGMA incremental_vacuum({pages})"))
+                    .execute(&mut *conn)
+                    .await?;
+                let left = sqlx::query_scalar("PRAGMA freelist_count")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(Write::Keep(left))
+            })
+        })
+        .await
     }
 }
 

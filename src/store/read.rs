@@ -1,14 +1,22 @@
 //! Reads for the API: a job, its steps, attempts, events and secret.
 
 use super::{
-    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms,
+    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, Write, now_ms,
 };
 
 pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namespace, summary, error, \
     submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
     lease_owner, cancel_requested, current_step";
-const STEP_COLUMNS: &str =
+pub(super) const STEP_COLUMNS: &str =
     "position, name, status, attempts, failures, started_at, finished_at, exit_code, output";
+/// A job and its steps (in the order of `STEP_COLUMNS`, as a JSON array of arrays).
+const JOB_WITH_STEPS_SQL: &str = "SELECT id, kind, status, inputs, username, namespace, summary, error, \
+    submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
+    lease_owner, cancel_requested, current_step, \
+    (SELECT json_group_array(json_array(position, name, status, attempts, failures, started_at, \
+            finished_at, exit_code, output) ORDER BY position) \
+       FROM job_steps WHERE job_id = jobs.id) AS steps \
+    FROM jobs WHERE id = ?";
 pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
     outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
 
@@ -21,6 +29,63 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    /// The job with this id and its steps in order, read with one statement (the status poll).
+    pub async fn job_with_steps(&self, id: &str) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
+        let row: Option<(JobRecord, String)> = sqlx::query(JOB_WITH_STEPS_SQL)
+            .bind(id)
+            .try_map(|row: sqlx::sqlite::SqliteRow| {
+                use sqlx::{FromRow, Row};
+                Ok((JobRecord::from_row(&row)?, row.try_get("steps")?))
+            })
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((job, steps)) = row else {
+            return Ok(None);
+        };
+        type StepRow = (
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<StepRow> = serde_json::from_str(&steps)
+            .map_err(|e| super::StoreError::Corrupt(format!("steps of job {id}: {e}")))?;
+        let steps = rows
+            .into_iter()
+            .map(
+                |(
+                    position,
+                    name,
+                    status,
+                    attempts,
+                    failures,
+                    started_at,
+                    finished_at,
+                    exit_code,
+                    output,
+                )| {
+                    StepRecord {
+                        position,
+                        name,
+                        status,
+                        attempts,
+                        failures,
+                        started_at,
+                        finished_at,
+                        exit_code,
+                        output,
+                    }
+                },
+            )
+            .collect();
+        Ok(Some((job, steps)))
     }
 
     /// The steps of a job, in order.
@@ -83,13 +148,18 @@ impl Store {
 
     /// Erases passwords whose time is up; returns how many were erased.
     pub async fn purge_expired_secrets(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE job_secrets SET password = NULL WHERE password IS NOT NULL AND expires_at <= ?",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE job_secrets SET password = NULL WHERE password IS NOT NULL AND expires_at <= ?",
+                )
+                .bind(now_ms())
+                .execute(&mut *conn)
+                .await?;
+                Ok(Write::Keep(done.rows_affected()))
+            })
+        })
+        .await
     }
 }
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 
-use super::{Lease, Result, Store, event, ms, now_ms};
+use super::{Lease, Result, Store, Write, event, ms, now_ms};
 
 /// How an attempt ended.
 #[derive(Debug, Clone)]
@@ -73,54 +73,21 @@ impl Store {
         stdin_preview: Option<&str>,
         summary: &str,
     ) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
-        if !fence(&mut tx, lease).await? {
-            return Ok(None);
-        }
-        let now = now_ms();
-        sqlx::query("UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?")
-            .bind(step)
-            .bind(summary)
-            .bind(&lease.job_id)
-            .execute(&mut *tx)
+        let start = AttemptStart {
+            lease: lease.clone(),
+            position,
+            step: step.to_string(),
+            command: command.to_string(),
+            stdin_preview: stdin_preview.map(String::from),
+            summary: summary.to_string(),
+        };
+        let id = self
+            .write(move |conn| Box::pin(async move { start.record(conn).await.map(Write::Keep) }))
             .await?;
-        let attempt: i64 = sqlx::query_scalar(
-            "UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
-             WHERE job_id = ? AND position = ? RETURNING attempts",
-        )
-        .bind(now)
-        .bind(&lease.job_id)
-        .bind(position)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&lease.job_id)
-        .bind(position)
-        .bind(step)
-        .bind(attempt)
-        .bind(lease.attempt)
-        .bind(&lease.owner)
-        .bind(command)
-        .bind(stdin_preview)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let detail = format!("{step} attempt {attempt}: {command}");
-        event(
-            &mut tx,
-            &lease.job_id,
-            "step_started",
-            Some(lease.attempt),
-            Some(&lease.owner),
-            Some(&detail),
-        )
-        .await?;
-        tx.commit().await?;
-        self.changed(&lease.job_id);
-        Ok(Some(id))
+        if id.is_some() {
+            self.changed(&lease.job_id);
+        }
+        Ok(id)
     }
 
     /// Records the end of an attempt, its step and what follows for the job, atomically.
@@ -134,62 +101,25 @@ impl Store {
         job: &JobEnd,
         secret_ttl: Duration,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !fence(&mut tx, lease).await? {
-            return Ok(false);
+        let lease_ = lease.clone();
+        let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
+        let done = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let lease = &lease_;
+                    if !fence(conn, lease).await? {
+                        return Ok(Write::Keep(false));
+                    }
+                    end_attempt(conn, lease, attempt_id, &attempt, &step).await?;
+                    end_job(conn, lease, &job, secret_ttl).await?;
+                    Ok(Write::Keep(true))
+                })
+            })
+            .await?;
+        if done {
+            self.changed(&lease.job_id);
         }
-        let now = now_ms();
-        let (position, name, step_attempt): (i64, String, i64) = sqlx::query_as(
-            "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
-                    finished_at = ?, duration_ms = ?
-             WHERE id = ? AND job_id = ? RETURNING position, step, attempt",
-        )
-        .bind(attempt.outcome)
-        .bind(&attempt.error_kind)
-        .bind(attempt.exit_code)
-        .bind(&attempt.stdout)
-        .bind(&attempt.stderr)
-        .bind(now)
-        .bind(attempt.duration_ms)
-        .bind(attempt_id)
-        .bind(&lease.job_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (status, output, counted) = match step {
-            StepEnd::Succeeded { output } => ("succeeded", output.clone(), false),
-            StepEnd::Pending { counted } => ("pending", None, *counted),
-            StepEnd::Failed => ("failed", None, true),
-            StepEnd::Canceled => ("canceled", None, false),
-        };
-        sqlx::query(
-            "UPDATE job_steps SET status = ?, exit_code = ?, output = COALESCE(?, output),
-                    failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed', 'canceled') THEN ? END
-             WHERE job_id = ? AND position = ?",
-        )
-        .bind(status)
-        .bind(attempt.exit_code)
-        .bind(output)
-        .bind(i64::from(counted))
-        .bind(status)
-        .bind(now)
-        .bind(&lease.job_id)
-        .bind(position)
-        .execute(&mut *tx)
-        .await?;
-        let detail = step_finished_detail(&name, step_attempt, attempt);
-        event(
-            &mut tx,
-            &lease.job_id,
-            "step_finished",
-            Some(lease.attempt),
-            Some(&lease.owner),
-            Some(&detail),
-        )
-        .await?;
-        end_job(&mut tx, lease, job, secret_ttl).await?;
-        tx.commit().await?;
-        self.changed(&lease.job_id);
-        Ok(true)
+        Ok(done)
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).
@@ -199,14 +129,22 @@ impl Store {
         job: &JobEnd,
         secret_ttl: Duration,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !fence(&mut tx, lease).await? {
-            return Ok(false);
+        let (lease_, job) = (lease.clone(), job.clone());
+        let done = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    if !fence(conn, &lease_).await? {
+                        return Ok(Write::Keep(false));
+                    }
+                    end_job(conn, &lease_, &job, secret_ttl).await?;
+                    Ok(Write::Keep(true))
+                })
+            })
+            .await?;
+        if done {
+            self.changed(&lease.job_id);
         }
-        end_job(&mut tx, lease, job, secret_ttl).await?;
-        tx.commit().await?;
-        self.changed(&lease.job_id);
-        Ok(true)
+        Ok(done)
     }
 
     /// Failed/timed-out attempts of this step in this job that may have changed the cluster
@@ -230,6 +168,126 @@ impl Store {
     }
 }
 
+/// An attempt about to start.
+struct AttemptStart {
+    lease: Lease,
+    position: i64,
+    step: String,
+    command: String,
+    stdin_preview: Option<String>,
+    summary: String,
+}
+
+impl AttemptStart {
+    /// Records the attempt (fenced); its id, or `None` when the lease is lost.
+    async fn record(&self, tx: &mut SqliteConnection) -> Result<Option<i64>> {
+        let lease = &self.lease;
+        if !fence(tx, lease).await? {
+            return Ok(None);
+        }
+        let now = now_ms();
+        sqlx::query("UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?")
+            .bind(&self.step)
+            .bind(&self.summary)
+            .bind(&lease.job_id)
+            .execute(&mut *tx)
+            .await?;
+        let attempt: i64 = sqlx::query_scalar(
+            "UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
+             WHERE job_id = ? AND position = ? RETURNING attempts",
+        )
+        .bind(now)
+        .bind(&lease.job_id)
+        .bind(self.position)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&lease.job_id)
+        .bind(self.position)
+        .bind(&self.step)
+        .bind(attempt)
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(&self.command)
+        .bind(&self.stdin_preview)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let detail = format!("{} attempt {attempt}: {}", self.step, self.command);
+        event(
+            tx,
+            &lease.job_id,
+            "step_started",
+            Some(lease.attempt),
+            Some(&lease.owner),
+            Some(&detail),
+        )
+        .await?;
+        Ok(Some(id))
+    }
+}
+
+/// Records how an attempt ended and what that means for its step.
+async fn end_attempt(
+    tx: &mut SqliteConnection,
+    lease: &Lease,
+    attempt_id: i64,
+    attempt: &AttemptEnd,
+    step: &StepEnd,
+) -> Result<()> {
+    let now = now_ms();
+    let (position, name, step_attempt): (i64, String, i64) = sqlx::query_as(
+        "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
+                finished_at = ?, duration_ms = ?
+         WHERE id = ? AND job_id = ? RETURNING position, step, attempt",
+    )
+    .bind(attempt.outcome)
+    .bind(&attempt.error_kind)
+    .bind(attempt.exit_code)
+    .bind(&attempt.stdout)
+    .bind(&attempt.stderr)
+    .bind(now)
+    .bind(attempt.duration_ms)
+    .bind(attempt_id)
+    .bind(&lease.job_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (status, output, counted) = match step {
+        StepEnd::Succeeded { output } => ("succeeded", output.clone(), false),
+        StepEnd::Pending { counted } => ("pending", None, *counted),
+        StepEnd::Failed => ("failed", None, true),
+        StepEnd::Canceled => ("canceled", None, false),
+    };
+    sqlx::query(
+        "UPDATE job_steps SET status = ?, exit_code = ?, output = COALESCE(?, output),
+                failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed', 'canceled') THEN ? END
+         WHERE job_id = ? AND position = ?",
+    )
+    .bind(status)
+    .bind(attempt.exit_code)
+    .bind(output)
+    .bind(i64::from(counted))
+    .bind(status)
+    .bind(now)
+    .bind(&lease.job_id)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?;
+    let detail = step_finished_detail(&name, step_attempt, attempt);
+    event(
+        tx,
+        &lease.job_id,
+        "step_finished",
+        Some(lease.attempt),
+        Some(&lease.owner),
+        Some(&detail),
+    )
+    .await
+}
+
 /// `create_account attempt 2: failed (exit code 1, transient)`.
 fn step_finished_detail(step: &str, step_attempt: i64, end: &AttemptEnd) -> String {
     let exit = end
@@ -246,7 +304,7 @@ fn step_finished_detail(step: &str, step_attempt: i64, end: &AttemptEnd) -> Stri
 
 /// The first statement of every fenced transaction: it writes the job row only if this lease
 /// still holds, which also takes SQLite's write lock before anything else is read.
-pub(super) async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool> {
+pub(super) async fn fence(tx: &mut SqliteConnection, lease: &Lease) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
     )
@@ -254,13 +312,13 @@ pub(super) async fn fence(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Re
     .bind(&lease.job_id)
     .bind(&lease.owner)
     .bind(lease.attempt)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 async fn end_job(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     lease: &Lease,
     end: &JobEnd,
     ttl: Duration,
@@ -285,7 +343,7 @@ async fn end_job(
             )
             .bind(now + ms(*delay))
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             let detail = format!("retry in {:.1}s: {reason}", delay.as_secs_f64());
             event(tx, id, "retry_scheduled", attempt, owner, Some(&detail)).await?;
@@ -308,12 +366,12 @@ async fn end_job(
             .bind(error)
             .bind(now)
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             sqlx::query("UPDATE job_steps SET status = ? WHERE job_id = ? AND status = 'pending'")
                 .bind(rest)
                 .bind(id)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             // A password the client chose is not needed once the job succeeded; a generated one
             // stays retrievable for the TTL.
@@ -325,7 +383,7 @@ async fn end_job(
             .bind(now + ms(ttl))
             .bind(status)
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             super::lease::delete_locks(tx, id).await?;
             if status == "canceled" {

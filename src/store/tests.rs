@@ -36,6 +36,19 @@ fn ok_attempt() -> AttemptEnd {
     }
 }
 
+/// The one-statement read of the status poll returns what the separate reads return.
+async fn assert_same_view(s: &Store, id: &str) {
+    let (job, steps) = s.job_with_steps(id).await.unwrap().unwrap();
+    assert_eq!(
+        format!("{job:?}"),
+        format!("{:?}", s.job(id).await.unwrap().unwrap())
+    );
+    assert_eq!(
+        format!("{steps:?}"),
+        format!("{:?}", s.steps(id).await.unwrap())
+    );
+}
+
 #[tokio::test]
 async fn submit_and_idempotency() {
     let (s, _d) = store().await;
@@ -108,6 +121,8 @@ async fn claim_run_and_finish_with_fencing() {
         .await
         .unwrap()
     );
+    assert_same_view(&s, "j1").await;
+    assert!(s.job_with_steps("nope").await.unwrap().is_none());
     let a2 = s
         .start_attempt(&c.lease, 1, "two", "cmd2", None, "doing two")
         .await
@@ -122,7 +137,7 @@ async fn claim_run_and_finish_with_fencing() {
             a2,
             &ok_attempt(),
             &StepEnd::Succeeded {
-                output: Some("{\"x\":1}".into())
+                output: Some("{\"x\":\"a \\\"quoted\\\" é\\n\"}".into())
             },
             &end,
             Duration::from_secs(60)
@@ -135,6 +150,7 @@ async fn claim_run_and_finish_with_fencing() {
         (j.status.as_str(), j.summary.as_deref()),
         ("succeeded", Some("done"))
     );
+    assert_same_view(&s, "j1").await;
     assert!(
         !s.renew(&c.lease, Duration::from_secs(30)).await.unwrap(),
         "a finished job has no lease"

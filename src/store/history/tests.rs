@@ -63,12 +63,20 @@ pub(in crate::store) async fn run_queued(s: &Store, stdout: &str, end: JobEnd) -
 
 /// `UPDATE jobs SET <set> WHERE id = <id>`.
 pub(in crate::store) async fn set(s: &Store, id: &str, set: &str) {
-    let done = sqlx::query(&format!("UPDATE jobs SET {set} WHERE id = ?"))
-        .bind(id)
-        .execute(&s.pool)
+    let (sql, id) = (
+        format!("UPDATE jobs SET {set} WHERE id = ?"),
+        id.to_string(),
+    );
+    let done = s
+        .write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(&sql).bind(&id).execute(&mut *conn).await?;
+                Ok(crate::store::Write::Keep(done.rows_affected()))
+            })
+        })
         .await
         .unwrap();
-    assert_eq!(done.rows_affected(), 1);
+    assert_eq!(done, 1);
 }
 
 /// 24 jobs over 4 users, 2 keys and every status, with many ties on `created_at`.

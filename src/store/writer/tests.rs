@@ -1,0 +1,183 @@
+use std::time::Duration;
+
+use sqlx::SqliteConnection;
+
+use crate::store::{Result, Store, StoreError, Write};
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    s.write(|c| {
+        Box::pin(async move { exec(c, "CREATE TABLE t (v INTEGER PRIMARY KEY) STRICT").await })
+    })
+    .await
+    .unwrap();
+    (s, dir)
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<Write<()>> {
+    sqlx::query(sql).execute(&mut *conn).await?;
+    Ok(Write::Keep(()))
+}
+
+async fn insert(s: &Store, v: i64) -> Result<()> {
+    s.write(move |c| Box::pin(async move { exec(c, &format!("INSERT INTO t VALUES ({v})")).await }))
+        .await
+}
+
+async fn values(s: &Store) -> Vec<i64> {
+    sqlx::query_scalar("SELECT v FROM t ORDER BY v")
+        .fetch_all(&s.pool)
+        .await
+        .unwrap()
+}
+
+/// Occupies the writer for a while, so that what is queued meanwhile forms one batch.
+fn hold(s: &Store, v: i64) -> tokio::task::JoinHandle<Result<()>> {
+    let s = s.clone();
+    tokio::spawn(async move {
+        s.write(move |c| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                exec(c, &format!("INSERT INTO t VALUES ({v})")).await
+            })
+        })
+        .await
+    })
+}
+
+/// Spawns `f` and gives it time to queue its operation behind the held writer.
+async fn queued<T: Send + 'static>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let task = tokio::spawn(f);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    task
+}
+
+#[tokio::test]
+async fn concurrent_writes_are_committed_together() {
+    let (s, _dir) = store().await;
+    let before = s.writer.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|v| {
+            let s = s.clone();
+            tokio::spawn(async move { insert(&s, v).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(values(&s).await, (0..200).collect::<Vec<_>>());
+    let commits = s.writer.commits() - before;
+    assert!(
+        commits < 200,
+        "{commits} commits for 200 writes: nothing was batched"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_or_discarded_operation_does_not_take_its_batch_with_it() {
+    let (s, _dir) = store().await;
+    let held = hold(&s, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let commits = s.writer.commits();
+    let good = queued({
+        let s = s.clone();
+        async move { insert(&s, 2).await }
+    })
+    .await;
+    let duplicate = queued({
+        let s = s.clone();
+        async move { insert(&s, 1).await }
+    })
+    .await;
+    let discarded = queued({
+        let s = s.clone();
+        async move {
+            s.write(|c| {
+                Box::pin(async move {
+                    exec(c, "INSERT INTO t VALUES (3)").await?;
+                    Ok(Write::Discard("busy"))
+                })
+            })
+            .await
+        }
+    })
+    .await;
+    let last = queued({
+        let s = s.clone();
+        async move { insert(&s, 4).await }
+    })
+    .await;
+    held.await.unwrap().unwrap();
+    good.await.unwrap().unwrap();
+    let err = duplicate.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    assert_eq!(discarded.await.unwrap().unwrap(), "busy");
+    last.await.unwrap().unwrap();
+    assert_eq!(values(&s).await, vec![1, 2, 4]);
+    // The held write, then the four queued ones in a single transaction.
+    assert_eq!(s.writer.commits() - commits, 2);
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_every_operation_of_its_batch_and_keeps_nothing() {
+    let (s, _dir) = store().await;
+    let held = hold(&s, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = queued({
+        let s = s.clone();
+        async move { insert(&s, 2).await }
+    })
+    .await;
+    // A foreign key checked only at COMMIT: the commit of the whole batch fails.
+    let orphan = queued({
+        let s = s.clone();
+        async move {
+            s.write(|c| {
+                Box::pin(async move {
+                    exec(c, "PRAGMA defer_foreign_keys = ON").await?;
+                    exec(
+                        c,
+                        "INSERT INTO job_steps (job_id, position, name, status) VALUES ('none', 0, 'x', 'pending')",
+                    )
+                    .await
+                })
+            })
+            .await
+        }
+    })
+    .await;
+    let after = queued({
+        let s = s.clone();
+        async move { insert(&s, 3).await }
+    })
+    .await;
+    held.await.unwrap().unwrap();
+    for task in [before, orphan, after] {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Commit(_)), "{err:?}");
+        assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+    }
+    assert_eq!(values(&s).await, vec![1]);
+    // The writer goes on.
+    insert(&s, 5).await.unwrap();
+    assert_eq!(values(&s).await, vec![1, 5]);
+}
+
+#[tokio::test]
+async fn close_commits_what_is_queued_then_refuses_writes() {
+    let (s, _dir) = store().await;
+    let held = hold(&s, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let queued_write = queued({
+        let s = s.clone();
+        async move { insert(&s, 2).await }
+    })
+    .await;
+    s.writer.close().await;
+    held.await.unwrap().unwrap();
+    queued_write.await.unwrap().unwrap();
+    assert!(matches!(insert(&s, 3).await, Err(StoreError::Closed)));
+}
