@@ -1,5 +1,5 @@
-//! Signalling and cleaning up the child's process group (= its session: the child called
-//! `setsid`, so its pid is also its process group id).
+//! Signalling and cleaning up the child's process group (the child was spawned with
+//! `process_group(0)`, so its pid is also its process group id).
 
 use std::time::Duration;
 

@@ -1,9 +1,10 @@
 //! Running one external command (the `everestctl` / `kubectl` CLIs) safely.
 //!
-//! The child gets its own session (so no controlling terminal, and a process group we can signal
-//! as a whole), stdin from the caller or `/dev/null`, the inherited environment plus
-//! `NO_COLOR=1` and [`set_child_env`]'s variables. Its output is captured with bounded memory, then cleaned, redacted and
-//! truncated. This module knows nothing about jobs: callers map [`ExecOutput`] to their needs.
+//! The child gets its own process group (which we signal as a whole; it stays in this process's
+//! session, see `docs/decisions.md`), stdin from the caller or `/dev/null`, the inherited
+//! environment plus `NO_COLOR=1` and [`set_child_env`]'s variables. Its output is captured with
+//! bounded memory, then cleaned, redacted and truncated. This module knows nothing about jobs:
+//! callers map [`ExecOutput`] to their needs.
 
 mod capture;
 mod clean;

@@ -1,13 +1,12 @@
-//! The `run` loop: spawn in a new session, feed stdin, capture output, enforce the timeout and
-//! cancellation, and leave no process of the group behind.
+//! The `run` loop: spawn in a new process group, feed stdin, capture output, enforce the timeout
+//! and cancellation, and leave no process of the group behind.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
-use process_wrap::tokio::{KillOnDrop, ProcessSession, TokioCommandWrap};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 use tokio_util::sync::CancellationToken;
@@ -134,7 +133,7 @@ pub async fn run(
 }
 
 fn spawn(spec: &CommandSpec, path: &Path) -> Result<Child, ExecError> {
-    let mut command = tokio::process::Command::new(path);
+    let mut command = tokio::process::Command::new(absolute(path));
     command
         .args(&spec.args)
         // The CLIs' colours are noise in stored output (we strip escapes anyway).
@@ -147,17 +146,27 @@ fn spawn(spec: &CommandSpec, path: &Path) -> Result<Child, ExecError> {
             Stdio::null()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut command = TokioCommandWrap::from(command);
-    // setsid in the child (needs `pre_exec`, i.e. unsafe code, which process-wrap does for us);
-    // kill-on-drop is a second line of defence for the leader if `run` is dropped.
-    command.wrap(ProcessSession).wrap(KillOnDrop);
-    let child = command
+        .stderr(Stdio::piped())
+        // A new process group whose id is the child's pid, so that `group` can signal the child
+        // and everything it starts. This (unlike setsid) needs no `pre_exec` hook, so std spawns
+        // with posix_spawn, i.e. a vfork-style clone, instead of forking this whole process.
+        // Do not add a `pre_exec`, uid/gid/groups or chroot setting: std would fork again.
+        .process_group(0)
+        // The group guard kills the group if `run` is dropped; this also kills the leader (and
+        // lets tokio reap it) should the guard's signal ever fail.
+        .kill_on_drop(true);
+    // We signal and reap the group ourselves (see `group`).
+    command
         .spawn()
-        .map_err(|err| spawn_error(&spec.program, err))?;
-    // We signal and reap the group ourselves (see `group`), so use the plain tokio child: the
-    // wrapper's `wait` would block on re-parented grandchildren when we are PID 1.
-    Ok(child.into_inner())
+        .map_err(|err| spawn_error(&spec.program, err))
+}
+
+/// `path` made absolute (against the current directory), without touching the file system.
+///
+/// std searches a bare name on the child's `PATH` itself, and forks to do so when that `PATH`
+/// differs from ours; an absolute path is never searched, so it keeps std on posix_spawn.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn child_pid(child: &Child) -> Pid {

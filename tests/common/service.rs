@@ -167,7 +167,7 @@ pub async fn wait_for(what: &str, bound: Duration, mut check: impl FnMut() -> bo
     }
 }
 
-/// Kills the fake CLI processes a killed service left behind (they are in their own sessions).
+/// Kills the fake CLI processes a killed service left behind (they are in their own process groups).
 pub fn kill_orphans(sandbox: &Sandbox) {
     for line in sandbox.calls().lines().filter(|l| l.starts_with("START")) {
         if let Some(pid) = line.split_whitespace().nth(2) {
