@@ -5,36 +5,9 @@ use std::time::Duration;
 use sqlx::SqliteConnection;
 
 use super::lease::delete_locks;
-use super::{Lease, Result, Store, Write, ms, now_ms, run::fence};
-
-/// The result of trying to take a set of locks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockAttempt {
-    Acquired,
-    /// One of the locks is held by this other job.
-    Busy {
-        name: String,
-        holder: String,
-    },
-    /// The lease was lost meanwhile.
-    LeaseLost,
-}
+use super::{Lease, Result, Store, Write, ms, now_ms};
 
 impl Store {
-    /// Takes all of `names` for the job of `lease`, or none of them. A lock that is free, expired
-    /// or already held by the same job is taken; taking them all at once means no job ever
-    /// holds one lock while waiting for another, so there is no deadlock.
-    pub async fn try_lock(
-        &self,
-        lease: &Lease,
-        names: &[String],
-        duration: Duration,
-    ) -> Result<LockAttempt> {
-        let (lease, names) = (lease.clone(), names.to_vec());
-        self.write(move |conn| Box::pin(async move { lock(conn, &lease, &names, duration).await }))
-            .await
-    }
-
     /// Releases every lock the job holds.
     pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
         let job_id = job_id.to_string();
@@ -48,15 +21,18 @@ impl Store {
     }
 }
 
-async fn lock(
+/// Takes all of `names` for the job of `lease`, one by one. A lock that is free, expired or
+/// already held by the same job is taken; taking all of a step's locks at once means no job
+/// ever holds one lock while waiting for another, so there is no deadlock.
+///
+/// The first busy lock is returned as `(name, holder)`, and the
+/// caller must then discard the transaction's changes.
+pub(super) async fn take_locks(
     tx: &mut SqliteConnection,
     lease: &Lease,
     names: &[String],
     duration: Duration,
-) -> Result<Write<LockAttempt>> {
-    if !fence(tx, lease).await? {
-        return Ok(Write::Keep(LockAttempt::LeaseLost));
-    }
+) -> Result<Option<(String, String)>> {
     let now = now_ms();
     for name in names {
         let taken = sqlx::query(
@@ -78,12 +54,8 @@ async fn lock(
                     .bind(name)
                     .fetch_one(&mut *tx)
                     .await?;
-            // None of the locks taken so far is kept.
-            return Ok(Write::Discard(LockAttempt::Busy {
-                name: name.clone(),
-                holder,
-            }));
+            return Ok(Some((name.clone(), holder)));
         }
     }
-    Ok(Write::Keep(LockAttempt::Acquired))
+    Ok(None)
 }

@@ -29,9 +29,8 @@ use writer::{BoxFuture, Write, Writer};
 pub use control::{CancelOutcome, RetryOutcome};
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
-pub use locks::LockAttempt;
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
-pub use run::{AttemptEnd, JobEnd, StepEnd};
+pub use run::{AttemptEnd, AttemptStart, JobEnd, Started, StepEnd};
 pub use submit::Submitted;
 
 /// A store error. Callers treat it as "the database is unavailable right now".

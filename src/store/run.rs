@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sqlx::SqliteConnection;
 
+use super::locks::take_locks;
 use super::{Lease, Result, Store, Write, event, ms, now_ms};
 
 /// How an attempt ended.
@@ -62,6 +63,29 @@ pub enum JobEnd {
     },
 }
 
+/// A step attempt about to start.
+#[derive(Debug, Clone)]
+pub struct AttemptStart {
+    pub position: i64,
+    pub step: String,
+    /// The command as recorded (redacted).
+    pub command: String,
+    pub stdin_preview: Option<String>,
+    /// The job's summary while the step runs.
+    pub summary: String,
+}
+
+/// What [`Store::begin_attempt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// The locks are taken and the attempt is recorded with this id.
+    Attempt(i64),
+    /// One of the locks is held by this other job; nothing was written.
+    Busy { name: String, holder: String },
+    /// The lease was lost; nothing was written.
+    LeaseLost,
+}
+
 impl Store {
     /// Records that a step attempt starts; `None` when the lease is lost.
     pub async fn start_attempt(
@@ -74,24 +98,91 @@ impl Store {
         summary: &str,
     ) -> Result<Option<i64>> {
         let start = AttemptStart {
-            lease: lease.clone(),
             position,
             step: step.to_string(),
             command: command.to_string(),
             stdin_preview: stdin_preview.map(String::from),
             summary: summary.to_string(),
         };
-        let id = self
-            .write(move |conn| Box::pin(async move { start.record(conn).await.map(Write::Keep) }))
-            .await?;
-        if id.is_some() {
-            self.changed(&lease.job_id);
-        }
-        Ok(id)
+        Ok(
+            match self
+                .begin_attempt(lease, start, &[], Duration::ZERO)
+                .await?
+            {
+                Started::Attempt(id) => Some(id),
+                Started::Busy { .. } | Started::LeaseLost => None,
+            },
+        )
     }
 
-    /// Records the end of an attempt, its step and what follows for the job, atomically.
-    /// Returns `false` (and writes nothing) when the lease is lost.
+    /// Takes all of `locks` for the job and records that the attempt starts, in one
+    /// transaction: either both happen or neither does.
+    pub async fn begin_attempt(
+        &self,
+        lease: &Lease,
+        start: AttemptStart,
+        locks: &[String],
+        lock_for: Duration,
+    ) -> Result<Started> {
+        let (lease_, locks) = (lease.clone(), locks.to_vec());
+        let started = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let lease = &lease_;
+                    if !fence(conn, lease).await? {
+                        return Ok(Write::Keep(Started::LeaseLost));
+                    }
+                    if let Some((name, holder)) = take_locks(conn, lease, &locks, lock_for).await? {
+                        return Ok(Write::Discard(Started::Busy { name, holder }));
+                    }
+                    let id = record_start(conn, lease, &start).await?;
+                    Ok(Write::Keep(Started::Attempt(id)))
+                })
+            })
+            .await?;
+        if let Started::Attempt(_) = started {
+            self.changed(&lease.job_id);
+        }
+        Ok(started)
+    }
+
+    /// Records a whole attempt that ran nothing (its step had nothing to run) and what follows
+    /// for the job, in one transaction. Returns `false` (and writes nothing) when the lease is
+    /// lost.
+    pub async fn record_attempt(
+        &self,
+        lease: &Lease,
+        start: AttemptStart,
+        attempt: &AttemptEnd,
+        step: &StepEnd,
+        job: &JobEnd,
+        secret_ttl: Duration,
+    ) -> Result<bool> {
+        let lease_ = lease.clone();
+        let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
+        let done = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let lease = &lease_;
+                    if !fence(conn, lease).await? {
+                        return Ok(Write::Keep(false));
+                    }
+                    let id = record_start(conn, lease, &start).await?;
+                    end_attempt(conn, lease, id, &attempt, &step).await?;
+                    end_job(conn, lease, &job, secret_ttl).await?;
+                    Ok(Write::Keep(true))
+                })
+            })
+            .await?;
+        if done {
+            self.changed(&lease.job_id);
+        }
+        Ok(done)
+    }
+
+    /// Records the end of an attempt, its step and what follows for the job, and releases the
+    /// job's resource locks, atomically. Returns `false` (and writes nothing) when the lease is
+    /// lost.
     pub async fn finish_attempt(
         &self,
         lease: &Lease,
@@ -111,6 +202,7 @@ impl Store {
                         return Ok(Write::Keep(false));
                     }
                     end_attempt(conn, lease, attempt_id, &attempt, &step).await?;
+                    super::lease::delete_locks(conn, &lease.job_id).await?;
                     end_job(conn, lease, &job, secret_ttl).await?;
                     Ok(Write::Keep(true))
                 })
@@ -168,66 +260,51 @@ impl Store {
     }
 }
 
-/// An attempt about to start.
-struct AttemptStart {
-    lease: Lease,
-    position: i64,
-    step: String,
-    command: String,
-    stdin_preview: Option<String>,
-    summary: String,
-}
-
-impl AttemptStart {
-    /// Records the attempt (fenced); its id, or `None` when the lease is lost.
-    async fn record(&self, tx: &mut SqliteConnection) -> Result<Option<i64>> {
-        let lease = &self.lease;
-        if !fence(tx, lease).await? {
-            return Ok(None);
-        }
-        let now = now_ms();
-        sqlx::query("UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?")
-            .bind(&self.step)
-            .bind(&self.summary)
-            .bind(&lease.job_id)
-            .execute(&mut *tx)
-            .await?;
-        let attempt: i64 = sqlx::query_scalar(
-            "UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
-             WHERE job_id = ? AND position = ? RETURNING attempts",
-        )
-        .bind(now)
-        .bind(&lease.job_id)
-        .bind(self.position)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&lease.job_id)
-        .bind(self.position)
-        .bind(&self.step)
-        .bind(attempt)
-        .bind(lease.attempt)
-        .bind(&lease.owner)
-        .bind(&self.command)
-        .bind(&self.stdin_preview)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let detail = format!("{} attempt {attempt}: {}", self.step, self.command);
-        event(
-            tx,
-            &lease.job_id,
-            "step_started",
-            Some(lease.attempt),
-            Some(&lease.owner),
-            Some(&detail),
-        )
-        .await?;
-        Ok(Some(id))
-    }
+/// Records that an attempt starts (the caller fenced); returns its id.
+async fn record_start(
+    tx: &mut SqliteConnection,
+    lease: &Lease,
+    start: &AttemptStart,
+) -> Result<i64> {
+    let now = now_ms();
+    // Three statements, one round trip: the job's current step, the step, the attempt.
+    let (attempt, id): (i64, i64) = sqlx::query_as(
+        "UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?;
+         UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
+          WHERE job_id = ? AND position = ?;
+         INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
+         SELECT ?, ?, ?, attempts, ?, ?, ?, ?, ? FROM job_steps WHERE job_id = ? AND position = ?
+         RETURNING attempt, id",
+    )
+    .bind(&start.step)
+    .bind(&start.summary)
+    .bind(&lease.job_id)
+    .bind(now)
+    .bind(&lease.job_id)
+    .bind(start.position)
+    .bind(&lease.job_id)
+    .bind(start.position)
+    .bind(&start.step)
+    .bind(lease.attempt)
+    .bind(&lease.owner)
+    .bind(&start.command)
+    .bind(&start.stdin_preview)
+    .bind(now)
+    .bind(&lease.job_id)
+    .bind(start.position)
+    .fetch_one(&mut *tx)
+    .await?;
+    let detail = format!("{} attempt {attempt}: {}", start.step, start.command);
+    event(
+        tx,
+        &lease.job_id,
+        "step_started",
+        Some(lease.attempt),
+        Some(&lease.owner),
+        Some(&detail),
+    )
+    .await?;
+    Ok(id)
 }
 
 /// Records how an attempt ended and what that means for its step.

@@ -316,3 +316,85 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
     assert!(s.step_may_have_run("j1", 0, i64::MAX).await.unwrap());
     assert_eq!(s.next_due().await.unwrap(), Some(j.run_at));
 }
+
+#[tokio::test]
+async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
+    let (s, _d) = store().await;
+    s.submit(&job("a", None)).await.unwrap();
+    s.submit(&job("b", None)).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let a = s.claim("w1", lease).await.unwrap().unwrap();
+    let b = s.claim("w2", lease).await.unwrap().unwrap();
+    let start = |step: &str| AttemptStart {
+        position: 0,
+        step: step.into(),
+        command: "cmd".into(),
+        stdin_preview: None,
+        summary: "x".into(),
+    };
+    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let locks_of = |s: &Store, job: &str| {
+        let (s, job) = (s.clone(), job.to_string());
+        async move {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM resource_locks WHERE job_id = ? ORDER BY name",
+            )
+            .bind(job)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+            names
+        }
+    };
+    let first = s
+        .begin_attempt(&a.lease, start("one"), &names(&["x", "y"]), lease)
+        .await
+        .unwrap();
+    let Started::Attempt(attempt) = first else {
+        panic!("{first:?}")
+    };
+    // `free` is taken first, then `x` is found busy: `free` is not kept, nothing is recorded.
+    let busy = s
+        .begin_attempt(&b.lease, start("one"), &names(&["free", "x"]), lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        busy,
+        Started::Busy {
+            name: "x".into(),
+            holder: a.lease.job_id.clone()
+        }
+    );
+    assert!(locks_of(&s, &b.lease.job_id).await.is_empty());
+    assert!(s.attempts(&b.lease.job_id).await.unwrap().is_empty());
+    // Ending the attempt releases its locks in the same transaction.
+    assert!(
+        s.finish_attempt(
+            &a.lease,
+            attempt,
+            &ok_attempt(),
+            &StepEnd::Succeeded { output: None },
+            &JobEnd::Continue,
+            lease,
+        )
+        .await
+        .unwrap()
+    );
+    assert!(locks_of(&s, &a.lease.job_id).await.is_empty());
+    let again = s
+        .begin_attempt(&b.lease, start("one"), &names(&["free", "x"]), lease)
+        .await
+        .unwrap();
+    assert!(matches!(again, Started::Attempt(_)), "{again:?}");
+    assert_eq!(locks_of(&s, &b.lease.job_id).await, names(&["free", "x"]));
+    let stale = Lease {
+        attempt: b.lease.attempt + 1,
+        ..b.lease.clone()
+    };
+    assert_eq!(
+        s.begin_attempt(&stale, start("two"), &[], lease)
+            .await
+            .unwrap(),
+        Started::LeaseLost
+    );
+}

@@ -18,7 +18,17 @@ use crate::domain::{JobError, JobInput, StepName};
 use crate::everest::classify::is_unknown_flag;
 use crate::exec::{ExecError, ExecOutput, Termination};
 use crate::plan::{self, Action, Confirm, Flavor, PlanError};
-use crate::store::{AttemptEnd, Claimed, JobEnd, Lease, LockAttempt, StepEnd, StoreError};
+use crate::store::{
+    AttemptEnd, AttemptStart, Claimed, JobEnd, Lease, Started, StepEnd, StoreError,
+};
+
+/// The attempt being concluded.
+enum Attempt {
+    /// Its start is recorded under this id.
+    Started(i64),
+    /// It ran nothing, and nothing is recorded yet.
+    Unstarted(AttemptStart),
+}
 
 /// What the job loop does after a step.
 enum Flow {
@@ -47,15 +57,17 @@ pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
     let lease = claimed.lease.clone();
     let stop = Stop::default();
     let watcher = tokio::spawn(watch(shared.clone(), lease.clone(), stop.clone()));
-    if let Err(e) = drive(shared.clone(), claimed, stop).await {
+    let result = drive(shared.clone(), claimed, stop).await;
+    watcher.abort();
+    if let Err(e) = result {
         // The lease will expire and the job will be claimed again; steps are safe to re-run.
         tracing::warn!(job.id = %lease.job_id, error = %e, "store error while running a job");
+        // Otherwise the locks went with the attempt's or the job's end, in the same transaction.
+        if let Err(e) = shared.store.unlock_all(&lease.job_id).await {
+            tracing::warn!(job.id = %lease.job_id, error = %e, "cannot release resource locks; they expire with the lease");
+        }
+        shared.locks_released.notify_waiters();
     }
-    watcher.abort();
-    if let Err(e) = shared.store.unlock_all(&lease.job_id).await {
-        tracing::warn!(job.id = %lease.job_id, error = %e, "cannot release resource locks; they expire with the lease");
-    }
-    shared.locks_released.notify_waiters();
 }
 
 async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), StoreError> {
@@ -173,24 +185,17 @@ impl JobRun {
             }
         };
         let locks = plan::locks(step, &self.input, &action);
-        if !self.take_locks(&locks).await? {
-            // Stopped while waiting: decide as between steps.
-            self.may_start_step(position).await?;
-            return Ok(Flow::Stop);
-        }
-        let flow = self.run_action(position, step, action).await;
-        if !locks.is_empty() {
-            self.shared.store.unlock_all(&self.lease.job_id).await?;
-            self.shared.locks_released.notify_waiters();
-        }
-        flow
+        self.run_action(position, step, action, &locks).await
     }
 
+    /// Takes the step's locks and records the attempt's start, runs it, and records its end
+    /// (which releases the locks).
     async fn run_action(
         &mut self,
         position: usize,
         step: StepName,
         action: Action,
+        locks: &[String],
     ) -> Result<Flow, StoreError> {
         let summary = plan::describe(step, &self.input);
         let started = Instant::now();
@@ -215,17 +220,26 @@ impl JobRun {
             ),
             Action::Record { .. } => ("(nothing to run)".to_string(), None),
         };
-        let Some(id) = self
-            .start(position, step, &command, stdin.as_deref(), &summary)
-            .await?
-        else {
+        let start = AttemptStart {
+            position: position as i64,
+            step: step.as_str().to_string(),
+            command,
+            stdin_preview: stdin,
+            summary,
+        };
+        if let Action::Record { output, note } = action {
+            // Nothing runs: the whole attempt is one transaction.
+            let verdict = Verdict::Succeeded { output, note };
+            let attempt = Attempt::Unstarted(start);
+            return self
+                .conclude(position, attempt, succeeded_without_command(), verdict)
+                .await;
+        }
+        let Some(id) = self.start(start, locks).await? else {
             return Ok(Flow::Stop);
         };
         let (mut end, verdict) = match action {
-            Action::Record { output, note } => (
-                succeeded_without_command(),
-                Verdict::Succeeded { output, note },
-            ),
+            Action::Record { .. } => unreachable!("recorded above"),
             Action::Run { spec, confirm, .. } => {
                 let mut result = self.cli().run(&spec).await;
                 if matches!(step, StepName::AddNamespace | StepName::UpdateNamespace)
@@ -274,7 +288,8 @@ impl JobRun {
         if end.duration_ms == 0 {
             end.duration_ms = started.elapsed().as_millis() as i64;
         }
-        self.conclude(position, id, end, verdict).await
+        self.conclude(position, Attempt::Started(id), end, verdict)
+            .await
     }
 
     fn cli(&self) -> Cli<'_> {
@@ -284,64 +299,51 @@ impl JobRun {
         }
     }
 
-    /// Waits until all `names` are taken for this job; `false` when the job was stopped meanwhile.
-    async fn take_locks(&self, names: &[String]) -> Result<bool, StoreError> {
-        if names.is_empty() {
-            return Ok(true);
-        }
+    /// Takes the step's locks, waiting while another job holds one, and records the start of
+    /// the attempt. `None` when the job stopped meanwhile (it is then ended as between steps) or
+    /// the lease was lost.
+    async fn start(
+        &self,
+        start: AttemptStart,
+        locks: &[String],
+    ) -> Result<Option<i64>, StoreError> {
         let mut pause = Duration::from_millis(10);
+        let store = &self.shared.store;
         loop {
-            match self
-                .shared
-                .store
-                .try_lock(&self.lease, names, self.shared.settings.lease)
+            match store
+                .begin_attempt(
+                    &self.lease,
+                    start.clone(),
+                    locks,
+                    self.shared.settings.lease,
+                )
                 .await?
             {
-                LockAttempt::Acquired => return Ok(true),
-                LockAttempt::LeaseLost => {
+                Started::Attempt(id) => return Ok(Some(id)),
+                Started::LeaseLost => {
                     self.stop.trigger(StopReason::LeaseLost);
-                    return Ok(false);
+                    tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
+                    return Ok(None);
                 }
-                LockAttempt::Busy { name, holder } => {
+                Started::Busy { name, holder } => {
                     tracing::debug!(job.id = %self.lease.job_id, lock = %name, holder = %holder, "waiting for a resource lock");
                 }
             }
             // Woken early when a job of this process releases its locks; other processes' locks
             // are polled.
-            tokio::select! {
-                _ = self.stop.token.cancelled() => return Ok(false),
-                _ = self.shared.draining.cancelled() => return Ok(false),
-                _ = self.shared.locks_released.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+            let stopped = tokio::select! {
+                _ = self.stop.token.cancelled() => true,
+                _ = self.shared.draining.cancelled() => true,
+                _ = self.shared.locks_released.notified() => false,
+                _ = tokio::time::sleep(pause) => false,
+            };
+            if stopped {
+                // Decide as between steps.
+                self.may_start_step(start.position as usize).await?;
+                return Ok(None);
             }
             pause = (pause * 2).min(Duration::from_millis(500));
         }
-    }
-
-    async fn start(
-        &self,
-        position: usize,
-        step: StepName,
-        command: &str,
-        stdin: Option<&str>,
-        summary: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        let id = self
-            .shared
-            .store
-            .start_attempt(
-                &self.lease,
-                position as i64,
-                step.as_str(),
-                command,
-                stdin,
-                summary,
-            )
-            .await?;
-        if id.is_none() {
-            tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
-        }
-        Ok(id)
     }
 
     /// The record and verdict of a single command.
@@ -355,12 +357,18 @@ impl JobRun {
     ) -> Result<(AttemptEnd, Verdict), StoreError> {
         Ok(match result {
             Ok(out) => {
-                let may_have_run = self
-                    .shared
-                    .store
-                    .step_may_have_run(&self.lease.job_id, position as i64, attempt_id)
-                    .await?;
-                let verdict = judge(step, confirm, &out, may_have_run);
+                // Earlier attempts matter only when they would change the verdict.
+                let mut verdict = judge(step, confirm, &out, false);
+                let if_run = judge(step, confirm, &out, true);
+                if if_run != verdict
+                    && self
+                        .shared
+                        .store
+                        .step_may_have_run(&self.lease.job_id, position as i64, attempt_id)
+                        .await?
+                {
+                    verdict = if_run;
+                }
                 let end = AttemptEnd {
                     outcome: verdict.outcome(out.termination),
                     error_kind: verdict.error_kind(),
@@ -379,7 +387,7 @@ impl JobRun {
     async fn conclude(
         &mut self,
         position: usize,
-        attempt_id: i64,
+        attempt: Attempt,
         mut end: AttemptEnd,
         verdict: Verdict,
     ) -> Result<Flow, StoreError> {
@@ -463,18 +471,23 @@ impl JobRun {
                 }),
             ),
         };
-        let kept = self
-            .shared
-            .store
-            .finish_attempt(
-                &self.lease,
-                attempt_id,
-                &end,
-                &step_end,
-                &job_end,
-                settings.credentials_ttl,
-            )
-            .await?;
+        let store = &self.shared.store;
+        let ttl = settings.credentials_ttl;
+        let kept = match attempt {
+            Attempt::Started(id) => {
+                let kept = store
+                    .finish_attempt(&self.lease, id, &end, &step_end, &job_end, ttl)
+                    .await?;
+                // Its locks went with it.
+                self.shared.locks_released.notify_waiters();
+                kept
+            }
+            Attempt::Unstarted(start) => {
+                store
+                    .record_attempt(&self.lease, start, &end, &step_end, &job_end, ttl)
+                    .await?
+            }
+        };
         if !kept {
             tracing::warn!(job.id = %self.lease.job_id, step = step.as_str(), "lease lost; result of the attempt discarded");
             return Ok(Flow::Stop);
