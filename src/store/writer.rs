@@ -193,24 +193,27 @@ async fn run(
     }
 }
 
-/// Runs one batch in one transaction; `true` when something was committed.
+/// Runs one batch in one transaction; `true` when something was committed. The statements that
+/// end one operation's savepoint and open the next one's are sent together, so the transaction
+/// control costs one round trip to the connection per operation.
 async fn commit(conn: &mut SqliteConnection, ops: Vec<Box<dyn Op>>) -> bool {
     let single = ops.len() == 1;
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+    let begin = if single {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN IMMEDIATE; SAVEPOINT op"
+    };
+    if let Err(e) = exec(conn, begin).await {
+        let _ = exec(conn, "ROLLBACK").await;
         let e = Arc::new(e);
         ops.into_iter().for_each(|op| op.abort(e.clone()));
         return false;
     }
-    let mut answers = Vec::with_capacity(ops.len());
-    let mut broken = None;
-    let mut ops = ops.into_iter();
-    for op in ops.by_ref() {
-        if !single && let Err(e) = exec(conn, "SAVEPOINT op").await {
-            let e = Arc::new(e);
-            op.abort(e.clone());
-            broken = Some(e);
-            break;
-        }
+    let count = ops.len();
+    let mut answers = Vec::with_capacity(count);
+    let mut ops = ops.into_iter().enumerate();
+    let mut end = "COMMIT";
+    for (i, op) in ops.by_ref() {
         let ran = op.run(conn).await;
         if single && !ran.keep {
             // Nothing to commit. The rollback fails only if SQLite already rolled back itself.
@@ -219,28 +222,32 @@ async fn commit(conn: &mut SqliteConnection, ops: Vec<Box<dyn Op>>) -> bool {
             return false;
         }
         answers.push(ran.answer);
-        if single {
-            continue;
-        }
-        let end = if ran.keep {
-            "RELEASE op"
-        } else {
-            "ROLLBACK TO op; RELEASE op"
+        let last = i + 1 == count;
+        end = match (single, ran.keep, last) {
+            (true, _, _) => "COMMIT",
+            (false, true, true) => "RELEASE op; COMMIT",
+            (false, false, true) => "ROLLBACK TO op; RELEASE op; COMMIT",
+            (false, true, false) => "RELEASE op; SAVEPOINT op",
+            (false, false, false) => "ROLLBACK TO op; RELEASE op; SAVEPOINT op",
         };
-        if let Err(e) = exec(conn, end).await {
-            // SQLite ended the transaction itself: nothing of this batch is kept.
-            broken = Some(Arc::new(e));
+        if last {
             break;
         }
+        if let Err(e) = exec(conn, end).await {
+            // SQLite ended the transaction itself: nothing of this batch is kept.
+            let e = Arc::new(e);
+            let _ = exec(conn, "ROLLBACK").await;
+            ops.for_each(|(_, op)| op.abort(e.clone()));
+            answers
+                .into_iter()
+                .for_each(|answer| answer(Err(e.clone())));
+            return false;
+        }
     }
-    let outcome = match broken {
-        Some(e) => Err(e),
-        None => exec(conn, "COMMIT").await.map_err(Arc::new),
-    };
-    if let Err(e) = &outcome {
+    let outcome = exec(conn, end).await.map_err(Arc::new);
+    if outcome.is_err() {
         // Leave the connection in autocommit mode whatever state the failure left it in.
         let _ = exec(conn, "ROLLBACK").await;
-        ops.for_each(|op| op.abort(e.clone()));
     }
     let committed = outcome.is_ok();
     answers
