@@ -5,11 +5,12 @@
 //! profile (which inherits `release`) and hands its path to this program as
 //! `CARGO_BIN_EXE_everestctl-api`.
 //!
-//! Each run starts two services, each with a fresh database in a temp dir, `RBAC_MODE=skip`,
-//! `LOG_FORMAT=json` and `RUST_LOG=warn`:
+//! Each run starts two services, each with a fresh database in a temp dir, and a third one on
+//! the loaded database, all with `RBAC_MODE=skip`, `LOG_FORMAT=json` and `RUST_LOG=warn`:
 //!
 //! - *API instance*: the worker pool is blocked (`WORKER_CONCURRENCY=1` and an `everestctl`
-//!   that never returns), so the API path and its durable commit are measured alone. Phases:
+//!   that never returns), so the API path and its durable commit are measured alone;
+//!   `JOB_RETENTION_DAYS=36500`, so that the pruner deletes nothing. Phases:
 //!   the load generator's ceiling (`GET /healthz`, and a bare axum server in this process),
 //!   `POST /bootstrap/users` at `--clients` keep-alive clients, then `GET /jobs/{id}` over the
 //!   jobs just submitted (all queued), at as many clients.
@@ -18,6 +19,12 @@
 //!   parallelism, with `std::process`, and with the service's own `exec::run` for comparison),
 //!   end to end (`--jobs` bootstraps submitted by `--clients` clients, until the last one
 //!   finished), then memory and database size.
+//! - *stored-jobs instance* (unless `--stored-jobs 0`): configured like the API instance, but on
+//!   a database holding `--stored-jobs` finished jobs (default 1,000,000), loaded once per
+//!   invocation before the first run. Phases: the same submit phase, then polls spread
+//!   uniformly over the stored jobs (a random sample of their ids) and the ones just
+//!   submitted; the figures are compared with those of the empty database. After the phases
+//!   the jobs the run submitted are deleted again, so every run starts from the same database.
 //!
 //! Every phase is bounded in time. The figures are printed as a table and written as JSON to
 //! `target/bench-results.json` (or `$CARGO_TARGET_DIR/bench-results.json`).
@@ -94,15 +101,21 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     eprintln!(
         "service benchmark: {} run(s), binary {SERVICE_BIN}, {} core(s), workers {}, \
-         clients {}, client threads {}, {} jobs, phases of {:?}",
+         clients {}, client threads {}, {} jobs, phases of {:?}, {} stored jobs",
         options.runs,
         cores(),
         options.workers,
         options.clients,
         options.client_threads,
         options.jobs,
-        options.duration
+        options.duration,
+        options.stored_jobs
     );
+    let stored = if options.stored_jobs > 0 {
+        Some(StoredDb::build(&options, &client_rt)?)
+    } else {
+        None
+    };
     let (mut runs, mut discarded) = (Vec::new(), Vec::new());
     let mut run = 0;
     while runs.len() < options.runs {
@@ -112,7 +125,7 @@ fn main() -> anyhow::Result<()> {
             runs.len(),
             options.runs
         );
-        let figures = run_once(&options, &client_rt, run)?;
+        let figures = run_once(&options, &client_rt, run, stored.as_ref())?;
         print_table(&format!("run {run}"), std::slice::from_ref(&figures));
         let noise = figures.get("other_cpu_pct").copied().unwrap_or(0.0);
         if noise > options.max_noise && discarded.len() < options.retries {
@@ -129,7 +142,17 @@ fn main() -> anyhow::Result<()> {
     if runs.len() > 1 {
         print_table(&format!("median of {} runs", runs.len()), &runs);
     }
-    write_results(&options, &runs, &discarded)?;
+    if let Some(stored) = &stored {
+        println!(
+            "\nstored jobs: {} finished jobs loaded in {:.1} s, database {:.0} MiB; polls \
+             sampled {} of their ids",
+            stored.jobs,
+            stored.load_s,
+            stored.bytes as f64 / 1_048_576.0,
+            stored.sample.len()
+        );
+    }
+    write_results(&options, &runs, &discarded, stored.as_ref())?;
     Ok(())
 }
 
@@ -149,6 +172,7 @@ struct Options {
     max_noise: f64,
     retries: usize,
     service_env: Vec<(String, String)>,
+    stored_jobs: usize,
     out: PathBuf,
 }
 
@@ -197,9 +221,15 @@ impl Options {
   --max-noise PCT     a run during which other processes used more than PCT % of the
                       machine's CPU is discarded and run again (10)
   --retries N         at most N runs are discarded that way (as many as --runs)
-  --service-env K=V   extra environment for both services (repeatable; it wins over the
+  --service-env K=V   extra environment for every service (repeatable; it wins over the
                       benchmark's own settings), e.g. to try a knob
-  --keep              keep the temp dir (databases api/bench.db and jobs/bench.db, logs)
+  --stored-jobs N     finished jobs (with their steps, attempts, events and secrets) loaded
+                      once, before the first run, into a database on which every run
+                      repeats the submit and poll phases, to compare them with the empty
+                      database (1000000: a load of 1-2 minutes, 4.5 GiB of temp disk and
+                      twice that while loading; 0 skips those phases)
+  --keep              keep the temp dirs (databases api/bench.db, jobs/bench.db and
+                      stored/bench.db, logs)
   --out FILE          JSON results (target/bench-results.json)";
 
     fn parse(args: &[String]) -> anyhow::Result<Self> {
@@ -220,6 +250,7 @@ impl Options {
             max_noise: 10.0,
             retries: 0,
             service_env: Vec::new(),
+            stored_jobs: 1_000_000,
             out: target.join("bench-results.json"),
         };
         let retries_given = args.iter().any(|a| a == "--retries");
@@ -276,6 +307,11 @@ impl Options {
                 }
                 "--retries" => {
                     o.retries = value()?
+                        .parse()
+                        .with_context(|| format!("{arg}: not a count"))?
+                }
+                "--stored-jobs" => {
+                    o.stored_jobs = value()?
                         .parse()
                         .with_context(|| format!("{arg}: not a count"))?
                 }
@@ -366,6 +402,91 @@ const TABLE: &[Row] = &[
     row(
         "vm_hwm_api_mib",
         "  VmHWM of this API instance after submit + polls, MiB",
+        None,
+    ),
+    row(
+        "stored_jobs",
+        "stored finished jobs in the database (--stored-jobs)",
+        None,
+    ),
+    row(
+        "stored_submit_rps",
+        "submit with the stored jobs: jobs/s (workers blocked)",
+        None,
+    ),
+    row(
+        "stored_submit_p50_ms",
+        "  submit p50 with the stored jobs, ms",
+        None,
+    ),
+    row(
+        "stored_submit_p99_ms",
+        "  submit p99 with the stored jobs, ms",
+        None,
+    ),
+    row(
+        "stored_submit_errors",
+        "  submit errors with the stored jobs (non-202)",
+        None,
+    ),
+    row(
+        "stored_submit_service_cpu_us",
+        "  service CPU per submit with the stored jobs, µs",
+        None,
+    ),
+    row(
+        "stored_submit_rps_ratio",
+        "  jobs/s: stored / empty database (within 20 %)",
+        Some(('>', 0.8)),
+    ),
+    row(
+        "stored_submit_p50_ratio",
+        "  p50: stored / empty database (within 20 %)",
+        Some(('<', 1.2)),
+    ),
+    row(
+        "stored_submit_p99_ratio",
+        "  p99: stored / empty database (within 20 %)",
+        Some(('<', 1.2)),
+    ),
+    row(
+        "stored_polls_rps",
+        "status polls with the stored jobs: GET /jobs/{id}, req/s",
+        None,
+    ),
+    row(
+        "stored_polls_p50_ms",
+        "  polls p50 with the stored jobs, ms",
+        None,
+    ),
+    row(
+        "stored_polls_p99_ms",
+        "  polls p99 with the stored jobs, ms",
+        None,
+    ),
+    row(
+        "stored_polls_service_cpu_us",
+        "  service CPU per poll with the stored jobs, µs",
+        None,
+    ),
+    row(
+        "stored_polls_rps_ratio",
+        "  req/s: stored / empty database (within 20 %)",
+        Some(('>', 0.8)),
+    ),
+    row(
+        "stored_polls_p50_ratio",
+        "  p50: stored / empty database (within 20 %)",
+        Some(('<', 1.2)),
+    ),
+    row(
+        "stored_polls_p99_ratio",
+        "  p99: stored / empty database (within 20 %)",
+        Some(('<', 1.2)),
+    ),
+    row(
+        "vm_hwm_stored_mib",
+        "  VmHWM of the instance on the stored jobs, MiB",
         None,
     ),
     row(
@@ -517,7 +638,12 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn write_results(options: &Options, runs: &[Figures], discarded: &[Figures]) -> anyhow::Result<()> {
+fn write_results(
+    options: &Options,
+    runs: &[Figures],
+    discarded: &[Figures],
+    stored: Option<&StoredDb>,
+) -> anyhow::Result<()> {
     let doc = json!({
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "command": std::iter::once("cargo bench --bench service --".to_string())
@@ -534,8 +660,11 @@ fn write_results(options: &Options, runs: &[Figures], discarded: &[Figures]) -> 
             "client_threads": options.client_threads, "runs": options.runs,
             "e2e_timeout_s": options.e2e_timeout.as_secs_f64(), "max_noise_pct": options.max_noise,
             "service_env": options.service_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "profiled": options.profile.is_some(),
+            "profiled": options.profile.is_some(), "stored_jobs": options.stored_jobs,
         },
+        "stored_database": stored.map(|d| json!({
+            "jobs": d.jobs, "load_s": d.load_s, "bytes": d.bytes, "sampled_ids": d.sample.len(),
+        })),
         "targets": TABLE.iter().filter_map(|r| r.target.map(|(op, t)| {
             (r.key.to_string(), json!(format!("{} {}", if op == '>' { ">=" } else { "<=" }, t)))
         })).collect::<serde_json::Map<_, _>>(),
@@ -567,7 +696,12 @@ fn git(args: &[&str]) -> Option<String> {
 
 // ---- one run ----------------------------------------------------------------------------------
 
-fn run_once(o: &Options, rt: &tokio::runtime::Runtime, run: usize) -> anyhow::Result<Figures> {
+fn run_once(
+    o: &Options,
+    rt: &tokio::runtime::Runtime,
+    run: usize,
+    stored: Option<&StoredDb>,
+) -> anyhow::Result<Figures> {
     let mut f = Figures::new();
     let sandbox = tempfile::Builder::new()
         .prefix("everestctl-api-bench-")
@@ -576,35 +710,12 @@ fn run_once(o: &Options, rt: &tokio::runtime::Runtime, run: usize) -> anyhow::Re
         dir: Some(sandbox),
         keep: o.keep,
     };
-    let bin = sandbox.path().join("bin");
-    std::fs::create_dir_all(&bin)?;
-    for (name, text) in [
-        ("everestctl", FAKE_EVERESTCTL),
-        ("kubectl", FAKE_KUBECTL),
-        ("everestctl-blocking", BLOCKING_EVERESTCTL),
-    ] {
-        write_executable(&bin.join(name), text)?;
-    }
+    let bin = write_fakes(sandbox.path())?;
     let client = http_client(o.clients)?;
 
     // API instance: the worker pool is blocked by a command that never returns.
     {
-        let mut svc = Service::start(
-            sandbox.path(),
-            "api",
-            &[
-                (
-                    "EVERESTCTL_BIN",
-                    bin.join("everestctl-blocking").display().to_string(),
-                ),
-                ("KUBECTL_BIN", bin.join("kubectl").display().to_string()),
-                ("WORKER_CONCURRENCY", "1".into()),
-                ("SUBPROCESS_TIMEOUT", "3600".into()),
-                ("SHUTDOWN_GRACE_SECONDS", "0".into()),
-                ("KILL_GRACE_SECONDS", "0".into()),
-            ],
-            &o.service_env,
-        )?;
+        let mut svc = Service::start(sandbox.path(), "api", &api_env(&bin), &o.service_env)?;
         rt.block_on(svc.wait_healthy(&client))?;
 
         eprintln!("   ceiling: GET /healthz, {} clients", o.clients);
@@ -629,62 +740,98 @@ fn run_once(o: &Options, rt: &tokio::runtime::Runtime, run: usize) -> anyhow::Re
         let bare = rt.block_on(bare_ceiling(o))?;
         f.insert("ceiling_bare_rps".into(), bare);
 
-        eprintln!("   submit: POST /bootstrap/users, {} clients", o.clients);
-        let ids = Arc::new(Mutex::new(Vec::new()));
-        let profiler = Profile::attach(o.profile, svc.pid(), run, "submit")?;
-        let before = Cpu::sample(Some(svc.pid()));
-        let r = rt.block_on(drive(
+        let phase = Phase {
             o,
-            None,
-            submit_op(&client, &svc, "s", Some(ids.clone())),
-        ));
-        let cpu = Cpu::sample(Some(svc.pid())).since(&before);
-        note_noise(&mut f, "submit", &cpu);
-        profiler.finish()?;
-        r.check("submit")?;
-        f.insert("submit_rps".into(), r.rate());
-        f.insert("submit_p50_ms".into(), r.pct(50.0));
-        f.insert("submit_p99_ms".into(), r.pct(99.0));
-        f.insert("submit_errors".into(), r.errors as f64);
-        f.insert(
-            "submit_service_cpu_us".into(),
-            cpu.service * 1e6 / r.total() as f64,
-        );
-        f.insert(
-            "submit_loadgen_cpu_us".into(),
-            cpu.bench * 1e6 / r.total() as f64,
-        );
-
-        let ids: Arc<Vec<String>> = Arc::new(std::mem::take(&mut *ids.lock().expect("ids")));
+            rt,
+            client: &client,
+            svc: &svc,
+            run,
+        };
+        eprintln!("   submit: POST /bootstrap/users, {} clients", o.clients);
+        let ids = phase.submit(&mut f, "submit", "submit", "s")?;
         eprintln!(
             "   polls: GET /jobs/{{id}} over {} queued jobs, {} clients",
             ids.len(),
             o.clients
         );
         ensure!(!ids.is_empty(), "no job ids to poll");
-        let profiler = Profile::attach(o.profile, svc.pid(), run, "polls")?;
-        let before = Cpu::sample(Some(svc.pid()));
-        let r = rt.block_on(drive(o, None, poll_op(&client, &svc, ids)));
-        let cpu = Cpu::sample(Some(svc.pid())).since(&before);
-        note_noise(&mut f, "polls", &cpu);
-        profiler.finish()?;
-        r.check("polls")?;
-        f.insert("polls_rps".into(), r.rate());
-        f.insert("polls_p50_ms".into(), r.pct(50.0));
-        f.insert("polls_p99_ms".into(), r.pct(99.0));
-        f.insert(
-            "polls_service_cpu_us".into(),
-            cpu.service * 1e6 / r.total() as f64,
-        );
-        f.insert(
-            "polls_loadgen_cpu_us".into(),
-            cpu.bench * 1e6 / r.total() as f64,
-        );
+        phase.polls(&mut f, "polls", "polls", Arc::new(ids))?;
         f.insert(
             "vm_hwm_api_mib".into(),
             svc.memory()?.hwm_kib as f64 / 1024.0,
         );
         svc.stop(Duration::from_secs(30))?;
+    }
+
+    // The same instance on the database with the stored jobs.
+    if let Some(stored) = stored {
+        let mut svc = Service::start_at(
+            stored.db.clone(),
+            sandbox.path().join("stored.log"),
+            &api_env(&bin),
+            &o.service_env,
+        )?;
+        rt.block_on(svc.wait_healthy(&client))?;
+        let phase = Phase {
+            o,
+            rt,
+            client: &client,
+            svc: &svc,
+            run,
+        };
+        f.insert("stored_jobs".into(), stored.jobs as f64);
+        eprintln!(
+            "   submit with {} stored jobs: POST /bootstrap/users, {} clients",
+            stored.jobs, o.clients
+        );
+        let submitted =
+            phase.submit(&mut f, "stored_submit", "submit with the stored jobs", "l")?;
+        let ids = stored.poll_ids(submitted);
+        eprintln!(
+            "   polls with {} stored jobs: GET /jobs/{{id}} over {} ids (stored and just \
+             submitted), {} clients",
+            stored.jobs,
+            ids.len(),
+            o.clients
+        );
+        phase.polls(
+            &mut f,
+            "stored_polls",
+            "polls with the stored jobs",
+            Arc::new(ids),
+        )?;
+        f.insert(
+            "vm_hwm_stored_mib".into(),
+            svc.memory()?.hwm_kib as f64 / 1024.0,
+        );
+        svc.stop(Duration::from_secs(30))?;
+        for (stored_key, empty_key, ratio_key) in [
+            ("stored_submit_rps", "submit_rps", "stored_submit_rps_ratio"),
+            (
+                "stored_submit_p50_ms",
+                "submit_p50_ms",
+                "stored_submit_p50_ratio",
+            ),
+            (
+                "stored_submit_p99_ms",
+                "submit_p99_ms",
+                "stored_submit_p99_ratio",
+            ),
+            ("stored_polls_rps", "polls_rps", "stored_polls_rps_ratio"),
+            (
+                "stored_polls_p50_ms",
+                "polls_p50_ms",
+                "stored_polls_p50_ratio",
+            ),
+            (
+                "stored_polls_p99_ms",
+                "polls_p99_ms",
+                "stored_polls_p99_ratio",
+            ),
+        ] {
+            f.insert(ratio_key.into(), f[stored_key] / f[empty_key]);
+        }
+        rt.block_on(stored.reset())?;
     }
 
     // Jobs instance: fast fakes, WORKER_CONCURRENCY = --workers.
@@ -817,6 +964,109 @@ fn run_once(o: &Options, rt: &tokio::runtime::Runtime, run: usize) -> anyhow::Re
     Ok(f)
 }
 
+/// The fake CLIs in `dir/bin`; returns that folder.
+fn write_fakes(dir: &Path) -> anyhow::Result<PathBuf> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for (name, text) in [
+        ("everestctl", FAKE_EVERESTCTL),
+        ("kubectl", FAKE_KUBECTL),
+        ("everestctl-blocking", BLOCKING_EVERESTCTL),
+    ] {
+        write_executable(&bin.join(name), text)?;
+    }
+    Ok(bin)
+}
+
+/// Environment of the API instance (on the empty and on the stored-jobs database): the worker
+/// pool is blocked by a command that never returns, and the retention is 100 years, so that
+/// the pruner deletes none of the stored jobs.
+fn api_env(bin: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "EVERESTCTL_BIN",
+            bin.join("everestctl-blocking").display().to_string(),
+        ),
+        ("KUBECTL_BIN", bin.join("kubectl").display().to_string()),
+        ("WORKER_CONCURRENCY", "1".into()),
+        ("SUBPROCESS_TIMEOUT", "3600".into()),
+        ("SHUTDOWN_GRACE_SECONDS", "0".into()),
+        ("KILL_GRACE_SECONDS", "0".into()),
+        ("JOB_RETENTION_DAYS", "36500".into()),
+    ]
+}
+
+/// What the submit and poll phases need; the same phases run on the empty database and on the
+/// one with the stored jobs.
+struct Phase<'a> {
+    o: &'a Options,
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a reqwest::Client,
+    svc: &'a Service,
+    run: usize,
+}
+
+impl Phase<'_> {
+    /// `POST /bootstrap/users` (usernames `prefix` and a sequence number) for `--duration`;
+    /// figures `{key}_rps`, `_p50_ms`, `_p99_ms`, `_errors`, `_service_cpu_us` and
+    /// `_loadgen_cpu_us`. Returns the ids of the accepted jobs.
+    fn submit(
+        &self,
+        f: &mut Figures,
+        key: &str,
+        what: &str,
+        prefix: &'static str,
+    ) -> anyhow::Result<Vec<String>> {
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let op = submit_op(self.client, self.svc, prefix, Some(ids.clone()));
+        self.measure(f, key, what, op)?;
+        let ids = std::mem::take(&mut *ids.lock().expect("ids"));
+        Ok(ids)
+    }
+
+    /// `GET /jobs/{id}` over `ids` for `--duration`; figures `{key}_rps`, `_p50_ms`, `_p99_ms`,
+    /// `_service_cpu_us` and `_loadgen_cpu_us`.
+    fn polls(
+        &self,
+        f: &mut Figures,
+        key: &str,
+        what: &str,
+        ids: Arc<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        let op = poll_op(self.client, self.svc, ids);
+        self.measure(f, key, what, op)?;
+        Ok(())
+    }
+
+    fn measure<F, Fut>(&self, f: &mut Figures, key: &str, what: &str, op: F) -> anyhow::Result<()>
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let pid = self.svc.pid();
+        let profiler = Profile::attach(self.o.profile, pid, self.run, key)?;
+        let before = Cpu::sample(Some(pid));
+        let r = self.rt.block_on(drive(self.o, None, op));
+        let cpu = Cpu::sample(Some(pid)).since(&before);
+        note_noise(f, what, &cpu);
+        profiler.finish()?;
+        r.check(what)?;
+        f.insert(format!("{key}_rps"), r.rate());
+        f.insert(format!("{key}_p50_ms"), r.pct(50.0));
+        f.insert(format!("{key}_p99_ms"), r.pct(99.0));
+        f.insert(format!("{key}_errors"), r.errors as f64);
+        f.insert(
+            format!("{key}_service_cpu_us"),
+            cpu.service * 1e6 / r.total() as f64,
+        );
+        f.insert(
+            format!("{key}_loadgen_cpu_us"),
+            cpu.bench * 1e6 / r.total() as f64,
+        );
+        Ok(())
+    }
+}
+
 fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text)?;
@@ -850,21 +1100,33 @@ struct Service {
 }
 
 impl Service {
+    /// The service on `dir/name/bench.db`, logging to `dir/name.log`.
     fn start(
         dir: &Path,
         name: &str,
         env: &[(&str, String)],
         extra_env: &[(String, String)],
     ) -> anyhow::Result<Service> {
+        let db = dir.join(name).join("bench.db");
+        let log = dir.join(format!("{name}.log"));
+        Service::start_at(db, log, env, extra_env)
+    }
+
+    fn start_at(
+        db: PathBuf,
+        log: PathBuf,
+        env: &[(&str, String)],
+        extra_env: &[(String, String)],
+    ) -> anyhow::Result<Service> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let db = dir.join(name).join("bench.db");
-        let log = dir.join(format!("{name}.log"));
+        // HOME: the folder of the log, i.e. the run's temp dir.
+        let home = log.parent().unwrap_or(Path::new("/"));
         let mut cmd = Command::new(SERVICE_BIN);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", dir)
+            .env("HOME", home)
             .env("ADMIN_API_KEYS", format!("bench:{KEY}"))
             .env("BIND_ADDR", "127.0.0.1")
             .env("PORT", port.to_string())
@@ -1494,6 +1756,226 @@ async fn db_facts(db: &Path) -> anyhow::Result<DbFacts> {
         events,
         first_error: first_error.unwrap_or_default(),
     })
+}
+
+// ---- stored jobs ------------------------------------------------------------------------------
+
+/// At most this many ids of stored jobs are sampled for the polls.
+const STORED_SAMPLE: usize = 100_000;
+
+/// The database with `--stored-jobs` finished jobs, built once per invocation in its own temp
+/// dir (kept with `--keep`).
+struct StoredDb {
+    _sandbox: Sandbox,
+    db: PathBuf,
+    jobs: usize,
+    /// `created_at` of the newest stored job: newer jobs were submitted by a run.
+    loaded_until_ms: i64,
+    /// Ids of stored jobs drawn uniformly at random, in random order.
+    sample: Vec<String>,
+    /// Seconds to load the jobs, checkpoint and fsync the file.
+    load_s: f64,
+    /// Size of the database (and WAL) after the load.
+    bytes: u64,
+}
+
+impl StoredDb {
+    /// Lets the service create the database and apply its migrations, stops it, loads the jobs
+    /// and fsyncs the file.
+    fn build(o: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<StoredDb> {
+        let sandbox = Sandbox {
+            dir: Some(
+                tempfile::Builder::new()
+                    .prefix("everestctl-api-bench-stored-")
+                    .tempdir()?,
+            ),
+            keep: o.keep,
+        };
+        let bin = write_fakes(sandbox.path())?;
+        eprintln!("== stored jobs: the service creates the database and applies its migrations");
+        let db = {
+            let mut svc = Service::start(sandbox.path(), "stored", &api_env(&bin), &o.service_env)?;
+            rt.block_on(svc.wait_healthy(&http_client(1)?))?;
+            svc.stop(Duration::from_secs(30))?;
+            svc.db.clone()
+        };
+        eprintln!("   loading {} finished jobs", o.stored_jobs);
+        let started = Instant::now();
+        rt.block_on(load_stored_jobs(&db, o.stored_jobs, epoch_ms()))?;
+        // Without this the kernel writes the loaded file back during the measurements, and
+        // every fsync of the service (one per submission) waits behind that writeback.
+        std::fs::File::open(&db)?.sync_all()?;
+        let load_s = started.elapsed().as_secs_f64();
+        let bytes = file_size(&db) + file_size(&wal_of(&db));
+        let (loaded_until_ms, sample) = rt.block_on(sample_stored(&db, o.stored_jobs))?;
+        eprintln!(
+            "   loaded and fsynced in {load_s:.1} s: database {:.0} MiB; {} ids sampled for the \
+             polls",
+            bytes as f64 / 1_048_576.0,
+            sample.len()
+        );
+        Ok(StoredDb {
+            _sandbox: sandbox,
+            db,
+            jobs: o.stored_jobs,
+            loaded_until_ms,
+            sample,
+            load_s,
+            bytes,
+        })
+    }
+
+    /// The ids the polls spread over: the sample of stored jobs and a random share of the jobs
+    /// just `submitted` in proportion to their number (so that each job in the database is
+    /// equally likely), in random order.
+    fn poll_ids(&self, mut submitted: Vec<String>) -> Vec<String> {
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rng();
+        let share = self.sample.len() as f64 * submitted.len() as f64 / self.jobs as f64;
+        submitted.shuffle(&mut rng);
+        submitted.truncate((share.round() as usize).max(1));
+        let mut ids = self.sample.clone();
+        ids.append(&mut submitted);
+        ids.shuffle(&mut rng);
+        ids
+    }
+
+    /// After a run's phases (the service stopped): deletes the jobs the run submitted (their
+    /// steps, attempts, events and secrets go with them, `ON DELETE CASCADE`) and their locks,
+    /// gives the freed pages back, fsyncs, and checks that every stored job is still there.
+    async fn reset(&self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let started = Instant::now();
+        let url = format!("sqlite://{}", self.db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut conn)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM jobs WHERE created_at > ?")
+            .bind(self.loaded_until_ms)
+            .execute(&mut conn)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM resource_locks")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await?;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&mut conn)
+            .await?;
+        conn.close().await?;
+        std::fs::File::open(&self.db)?.sync_all()?;
+        eprintln!(
+            "   stored jobs: the {deleted} jobs of this run deleted again in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        ensure!(
+            left == self.jobs as i64,
+            "{left} of the {} stored jobs are left: the service deleted some (is \
+             JOB_RETENTION_DAYS overridden with --service-env?)",
+            self.jobs
+        );
+        Ok(())
+    }
+}
+
+/// Loads `jobs` finished jobs, created over the 89 days before `now` (within any retention of
+/// 90 days or more), in one transaction: the load of `tests/scale.rs` (5,000 users, two admin
+/// keys, 92 % succeeded / 5 % failed / 3 % canceled, each job with 4 steps, 4 attempts,
+/// 11 events and a purged secret), without its jobs older than 90 days.
+async fn load_stored_jobs(db: &Path, jobs: usize, now: i64) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    const USERS: i64 = 5_000;
+    const DAY: i64 = 86_400_000;
+    let n = i64::try_from(jobs)?;
+    let step = (88 * DAY / n).max(1);
+    let created = format!("{now} - 89 * {DAY} + i * {step}");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    let statements = [
+        "PRAGMA synchronous = OFF".to_string(),
+        "PRAGMA cache_size = -512000".to_string(),
+        "BEGIN".to_string(),
+        format!(
+            "INSERT INTO jobs (id, kind, status, inputs, username, namespace, summary, error,
+                submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at)
+             WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n} - 1),
+                  t(i, c) AS (SELECT i, {created} FROM seq)
+             SELECT printf('%08x-%04x-7000-8000-%012x', c >> 16, c & 65535, i), 'bootstrap_user',
+                    CASE WHEN i % 20 = 7 THEN 'failed' WHEN i % 50 = 3 THEN 'canceled' ELSE 'succeeded' END,
+                    json_object('username', 'user' || (i % {USERS}), 'namespace', 'user' || (i % {USERS}),
+                                'operators', json_object('postgresql', json('true')),
+                                'resources', json_object('cpu_cores', 2, 'ram_mb', 2048, 'disk_gb', 20)),
+                    'user' || (i % {USERS}), 'user' || (i % {USERS}),
+                    'User user' || (i % {USERS}) || ' created; namespace created; quota applied; RBAC applied.',
+                    CASE WHEN i % 20 = 7 THEN '{{\"step\":\"add_namespace\",\"kind\":\"cli_failed\",\"detail\":\"boom\"}}' END,
+                    CASE WHEN i % 3 = 0 THEN 'ci' ELSE 'ops' END, 'req-' || i,
+                    c, c + 50, c + 2000, c + 2000, 1, c
+             FROM t"
+        ),
+        "INSERT INTO job_steps (job_id, position, name, status, attempts, failures, started_at, finished_at, exit_code, output)
+         SELECT j.id, p.column1, p.column2, 'succeeded', 1, 0, j.created_at + 100 + p.column1 * 400,
+                j.created_at + 400 + p.column1 * 400, 0, '{\"note\":\"created\"}'
+         FROM jobs j CROSS JOIN (VALUES (0, 'create_account'), (1, 'add_namespace'),
+                                        (2, 'apply_resource_quota'), (3, 'apply_rbac_policy')) AS p"
+            .to_string(),
+        "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command,
+                outcome, exit_code, stdout, stderr, started_at, finished_at, duration_ms)
+         SELECT s.job_id, s.position, s.name, 1, 1, 'host-1:4242:0a1b2c3d4e5f',
+                'everestctl ' || s.name || ' -u ' || j.username || ' -p ********', 'succeeded', 0,
+                '✅ ' || s.name || ' done for ' || j.username, '', s.started_at, s.finished_at, 300
+         FROM job_steps s JOIN jobs j ON j.id = s.job_id"
+            .to_string(),
+        "INSERT INTO job_events (job_id, at, type, attempt, worker, detail)
+         SELECT j.id, j.created_at + e.column1 * 150, e.column2, CASE WHEN e.column1 > 0 THEN 1 END,
+                CASE WHEN e.column1 > 0 THEN 'host-1:4242:0a1b2c3d4e5f' END, e.column3
+         FROM jobs j CROSS JOIN (VALUES
+            (0, 'submitted', 'submitted by ops (request r)'), (1, 'claimed', 'claim 1; lease 30.0s'),
+            (2, 'step_started', 'create_account attempt 1'), (3, 'step_finished', 'create_account attempt 1: succeeded (exit code 0)'),
+            (4, 'step_started', 'add_namespace attempt 1'), (5, 'step_finished', 'add_namespace attempt 1: succeeded (exit code 0)'),
+            (6, 'step_started', 'apply_resource_quota attempt 1'), (7, 'step_finished', 'apply_resource_quota attempt 1: succeeded (exit code 0)'),
+            (8, 'step_started', 'apply_rbac_policy attempt 1'), (9, 'step_finished', 'apply_rbac_policy attempt 1: succeeded (exit code 0)'),
+            (10, 'finished', 'succeeded: done')) AS e"
+            .to_string(),
+        "INSERT INTO job_secrets (job_id, password, generated, expires_at)
+         SELECT id, NULL, 1, finished_at + 3600000 FROM jobs"
+            .to_string(),
+        "COMMIT".to_string(),
+        "PRAGMA wal_checkpoint(TRUNCATE)".to_string(),
+    ];
+    for sql in &statements {
+        let t = Instant::now();
+        sqlx::query(sql).execute(&mut conn).await?;
+        let head: String = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        eprintln!("     {head:<40} {:>7.1} s", t.elapsed().as_secs_f64());
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Checks the number of stored jobs; returns the newest `created_at` and up to `STORED_SAMPLE`
+/// ids drawn uniformly at random.
+async fn sample_stored(db: &Path, jobs: usize) -> anyhow::Result<(i64, Vec<String>)> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    let (count, until): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(created_at) FROM jobs")
+        .fetch_one(&mut conn)
+        .await?;
+    ensure!(
+        count == jobs as i64,
+        "{count} jobs in the loaded database, not {jobs}"
+    );
+    let sample: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY random() LIMIT ?")
+        .bind(STORED_SAMPLE as i64)
+        .fetch_all(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok((until, sample))
 }
 
 // ---- spawn floor ------------------------------------------------------------------------------
