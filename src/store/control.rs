@@ -1,6 +1,6 @@
 //! Operator control of jobs: cancel and retry, and the worker's view of a cancel request.
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Lease, Result, Store, Write, event, now_ms};
 
@@ -30,9 +30,7 @@ impl Store {
     pub async fn request_cancel(&self, job_id: &str, by: &str) -> Result<CancelOutcome> {
         let (id, by) = (job_id.to_string(), by.to_string());
         let outcome = self
-            .write(move |conn| {
-                Box::pin(async move { cancel(conn, &id, &by).await.map(Write::Keep) })
-            })
+            .write(move |conn| cancel(conn, &id, &by).map(Write::Keep))
             .await?;
         if matches!(outcome, CancelOutcome::Canceled | CancelOutcome::Requested) {
             self.changed(job_id);
@@ -55,9 +53,7 @@ impl Store {
     pub async fn retry(&self, job_id: &str, by: &str) -> Result<RetryOutcome> {
         let (id, by) = (job_id.to_string(), by.to_string());
         let outcome = self
-            .write(move |conn| {
-                Box::pin(async move { requeue(conn, &id, &by).await.map(Write::Keep) })
-            })
+            .write(move |conn| requeue(conn, &id, &by).map(Write::Keep))
             .await?;
         if outcome == RetryOutcome::Requeued {
             self.changed(job_id);
@@ -66,38 +62,29 @@ impl Store {
     }
 }
 
-async fn requeue(tx: &mut SqliteConnection, job_id: &str, by: &str) -> Result<RetryOutcome> {
-    let status = status_and_attempt(tx, job_id).await?;
-    let Some((status, attempt)) = status else {
+fn requeue(tx: &Connection, job_id: &str, by: &str) -> Result<RetryOutcome> {
+    let Some((status, attempt)) = status_and_attempt(tx, job_id)? else {
         return Ok(RetryOutcome::NotFound);
     };
     if !matches!(status.as_str(), "failed" | "canceled") {
         return Ok(RetryOutcome::NotRetryable(status));
     }
-    let now = now_ms();
-    sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = ?1, updated_at = ?1, finished_at = NULL, error = NULL,
-                    cancel_requested = 0, summary = 'Queued again by a retry request.'
-             WHERE id = ?2",
-        )
-        .bind(now)
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+    tx.prepare_cached(
+        "UPDATE jobs SET status = 'queued', run_at = ?1, updated_at = ?1, finished_at = NULL, error = NULL,
+                cancel_requested = 0, summary = 'Queued again by a retry request.'
+         WHERE id = ?2",
+    )?
+    .execute(params![now_ms(), job_id])?;
+    tx.prepare_cached(
         "UPDATE job_steps SET status = 'pending', failures = 0, finished_at = NULL
-             WHERE job_id = ? AND status IN ('failed', 'canceled', 'skipped')",
-    )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
+         WHERE job_id = ? AND status IN ('failed', 'canceled', 'skipped')",
+    )?
+    .execute([job_id])?;
     // The password (if not yet purged) is needed again until the job finishes anew.
-    sqlx::query(
+    tx.prepare_cached(
         "UPDATE job_secrets SET expires_at = NULL WHERE job_id = ? AND password IS NOT NULL",
-    )
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
+    )?
+    .execute([job_id])?;
     event(
         tx,
         job_id,
@@ -105,31 +92,25 @@ async fn requeue(tx: &mut SqliteConnection, job_id: &str, by: &str) -> Result<Re
         Some(attempt),
         None,
         Some(&format!("by {by}; was {status}")),
-    )
-    .await?;
+    )?;
     Ok(RetryOutcome::Requeued)
 }
 
 /// The job's status and claim counter, read inside the caller's write transaction.
-async fn status_and_attempt(
-    tx: &mut SqliteConnection,
-    job_id: &str,
-) -> Result<Option<(String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT status, attempt FROM jobs WHERE id = ?")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?,
-    )
+fn status_and_attempt(tx: &Connection, job_id: &str) -> Result<Option<(String, i64)>> {
+    Ok(tx
+        .prepare_cached("SELECT status, attempt FROM jobs WHERE id = ?")?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
-async fn cancel(tx: &mut SqliteConnection, job_id: &str, by: &str) -> Result<CancelOutcome> {
-    let status = status_and_attempt(tx, job_id).await?;
-    let Some((status, attempt)) = status else {
+fn cancel(tx: &Connection, job_id: &str, by: &str) -> Result<CancelOutcome> {
+    let Some((status, attempt)) = status_and_attempt(tx, job_id)? else {
         return Ok(CancelOutcome::NotFound);
     };
     let now = now_ms();
-    let outcome = match status.as_str() {
+    let by = format!("by {by}");
+    match status.as_str() {
         "queued" => {
             event(
                 tx,
@@ -137,63 +118,38 @@ async fn cancel(tx: &mut SqliteConnection, job_id: &str, by: &str) -> Result<Can
                 "cancel_requested",
                 Some(attempt),
                 None,
-                Some(&format!("by {by}")),
-            )
-            .await?;
-            sqlx::query(
-                    "UPDATE jobs SET status = 'canceled', finished_at = ?1, updated_at = ?1, cancel_requested = 1,
-                            summary = 'Canceled before it ran to the end.', lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = ?2",
-                )
-                .bind(now)
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+                Some(&by),
+            )?;
+            tx.prepare_cached(
+                "UPDATE jobs SET status = 'canceled', finished_at = ?1, updated_at = ?1, cancel_requested = 1,
+                        summary = 'Canceled before it ran to the end.', lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ?2",
+            )?
+            .execute(params![now, job_id])?;
+            tx.prepare_cached(
                 "UPDATE job_steps SET status = 'canceled' WHERE job_id = ? AND status = 'pending'",
-            )
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
-            event(
-                tx,
-                job_id,
-                "canceled",
-                Some(attempt),
-                None,
-                Some("canceled while queued"),
-            )
-            .await?;
+            )?
+            .execute([job_id])?;
+            let canceled = Some("canceled while queued");
+            event(tx, job_id, "canceled", Some(attempt), None, canceled)?;
             // Every job that reaches a final status records `finished`, as the worker does.
-            event(
-                tx,
-                job_id,
-                "finished",
-                Some(attempt),
-                None,
-                Some("canceled: Canceled before it ran to the end."),
-            )
-            .await?;
-            CancelOutcome::Canceled
+            let finished = Some("canceled: Canceled before it ran to the end.");
+            event(tx, job_id, "finished", Some(attempt), None, finished)?;
+            Ok(CancelOutcome::Canceled)
         }
         "running" => {
-            sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
+            tx.prepare_cached("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")?
+                .execute(params![now, job_id])?;
             event(
                 tx,
                 job_id,
                 "cancel_requested",
                 Some(attempt),
                 None,
-                Some(&format!("by {by}")),
-            )
-            .await?;
-            CancelOutcome::Requested
+                Some(&by),
+            )?;
+            Ok(CancelOutcome::Requested)
         }
-        _ => return Ok(CancelOutcome::AlreadyFinished(status)),
-    };
-    Ok(outcome)
+        _ => Ok(CancelOutcome::AlreadyFinished(status)),
+    }
 }

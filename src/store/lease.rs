@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{JOB_COLUMNS, STEP_COLUMNS};
-use super::{Claimed, JobRecord, Result, Store, Write, event, ms, now_ms};
+use super::{Claimed, JobRecord, Result, StepRecord, Store, Write, event, ms, now_ms};
 
 /// Proof that a worker holds a job: every fenced write names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +54,7 @@ impl Store {
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claimed>> {
         let worker = worker.to_string();
         let claimed = self
-            .write(move |conn| {
-                Box::pin(async move { claim(conn, worker, lease).await.map(Write::Keep) })
-            })
+            .write(move |conn| claim(conn, worker, lease).map(Write::Keep))
             .await?;
         if let Some(claimed) = &claimed {
             self.changed(&claimed.lease.job_id);
@@ -69,28 +67,20 @@ impl Store {
     pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
         let lease = lease.clone();
         self.write(move |conn| {
-            Box::pin(async move {
-                let until = now_ms() + ms(duration);
-                let done = sqlx::query(
+            let until = now_ms() + ms(duration);
+            let done = conn
+                .prepare_cached(
                     "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
-                )
-                .bind(until)
-                .bind(&lease.job_id)
-                .bind(&lease.owner)
-                .bind(lease.attempt)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Ok(Write::Keep(false));
-                }
-                sqlx::query("UPDATE resource_locks SET expires_at = ? WHERE job_id = ? AND owner = ?")
-                    .bind(until)
-                    .bind(&lease.job_id)
-                    .bind(&lease.owner)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(Write::Keep(true))
-            })
+                )?
+                .execute(params![until, lease.job_id, lease.owner, lease.attempt])?;
+            if done != 1 {
+                return Ok(Write::Keep(false));
+            }
+            conn.prepare_cached(
+                "UPDATE resource_locks SET expires_at = ? WHERE job_id = ? AND owner = ?",
+            )?
+            .execute(params![until, lease.job_id, lease.owner])?;
+            Ok(Write::Keep(true))
         })
         .await
     }
@@ -100,9 +90,7 @@ impl Store {
     pub async fn recover_host(&self, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
         let (host_prefix, me) = (host_prefix.to_string(), me.to_string());
         let recovered = self
-            .write(move |conn| {
-                Box::pin(async move { recover(conn, &host_prefix, &me).await.map(Write::Keep) })
-            })
+            .write(move |conn| recover(conn, &host_prefix, &me).map(Write::Keep))
             .await?;
         recovered.iter().for_each(|r| self.changed(&r.job_id));
         Ok(recovered)
@@ -127,65 +115,53 @@ impl Store {
 }
 
 /// Marks the job's unfinished attempts `interrupted` and their steps `pending` again.
-pub(super) async fn interrupt_attempts(tx: &mut SqliteConnection, job_id: &str) -> Result<u64> {
+pub(super) fn interrupt_attempts(tx: &Connection, job_id: &str) -> Result<usize> {
     let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE step_attempts SET outcome = 'interrupted', error_kind = 'interrupted', finished_at = ?1,
-                duration_ms = ?1 - started_at
-         WHERE job_id = ?2 AND outcome IS NULL",
-    )
-    .bind(now)
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE job_steps SET status = 'pending' WHERE job_id = ? AND status = 'running'")
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(done.rows_affected())
+    let done = tx
+        .prepare_cached(
+            "UPDATE step_attempts SET outcome = 'interrupted', error_kind = 'interrupted', finished_at = ?1,
+                    duration_ms = ?1 - started_at
+             WHERE job_id = ?2 AND outcome IS NULL",
+        )?
+        .execute(params![now, job_id])?;
+    tx.prepare_cached(
+        "UPDATE job_steps SET status = 'pending' WHERE job_id = ? AND status = 'running'",
+    )?
+    .execute([job_id])?;
+    Ok(done)
 }
 
 /// Returns a job to the queue, due now, without an owner.
-pub(super) async fn requeue(tx: &mut SqliteConnection, job_id: &str) -> Result<()> {
-    let now = now_ms();
-    sqlx::query(
+pub(super) fn requeue(tx: &Connection, job_id: &str) -> Result<()> {
+    tx.prepare_cached(
         "UPDATE jobs SET status = 'queued', run_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = ?1
          WHERE id = ?2",
-    )
-    .bind(now)
-    .bind(job_id)
-    .execute(&mut *tx)
-    .await?;
+    )?
+    .execute(params![now_ms(), job_id])?;
     Ok(())
 }
 
 /// Drops the resource locks a job holds.
-pub(super) async fn delete_locks(tx: &mut SqliteConnection, job_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM resource_locks WHERE job_id = ?")
-        .bind(job_id)
-        .execute(&mut *tx)
-        .await?;
+pub(super) fn delete_locks(tx: &Connection, job_id: &str) -> Result<()> {
+    tx.prepare_cached("DELETE FROM resource_locks WHERE job_id = ?")?
+        .execute([job_id])?;
     Ok(())
 }
 
-async fn claim(
-    tx: &mut SqliteConnection,
-    worker: String,
-    lease: Duration,
-) -> Result<Option<Claimed>> {
+fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Claimed>> {
     let now = now_ms();
-    let claimed: Option<(String, i64, Option<String>)> = sqlx::query_as(CLAIM_SQL)
-        .bind(&worker)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let claimed: Option<(String, i64, Option<String>)> = tx
+        .prepare_cached(CLAIM_SQL)?
+        .query_row(params![worker, now + ms(lease), now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
     let Some((job_id, attempt, previous_owner)) = claimed else {
         return Ok(None);
     };
     if let Some(previous) = &previous_owner {
-        let interrupted = interrupt_attempts(tx, &job_id).await?;
+        let interrupted = interrupt_attempts(tx, &job_id)?;
         let detail = format!(
             "lease of {previous} expired; {interrupted} running attempt(s) marked interrupted"
         );
@@ -196,8 +172,7 @@ async fn claim(
             Some(attempt - 1),
             Some(previous),
             Some(&detail),
-        )
-        .await?;
+        )?;
     }
     let detail = match &previous_owner {
         Some(previous) => format!(
@@ -213,26 +188,23 @@ async fn claim(
         Some(attempt),
         Some(&worker),
         Some(&detail),
-    )
-    .await?;
-    let job: JobRecord = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-        .bind(&job_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let password: Option<String> = sqlx::query_scalar(
-        "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-    )
-    .bind(&job_id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?
-    .flatten();
-    let steps = sqlx::query_as(&format!(
-        "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
-    ))
-    .bind(&job_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    )?;
+    let job = tx
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))?
+        .query_row([&job_id], job_from_row)?;
+    let password: Option<String> = tx
+        .prepare_cached(
+            "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        )?
+        .query_row(params![job_id, now], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let steps = tx
+        .prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
+        ))?
+        .query_map([&job_id], step_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let lease = Lease {
         job_id,
         owner: worker,
@@ -247,20 +219,65 @@ async fn claim(
     }))
 }
 
-async fn recover(tx: &mut SqliteConnection, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT id, lease_owner, attempt FROM jobs WHERE status = 'running'
-           AND substr(lease_owner, 1, length(?1)) = ?1 AND lease_owner <> ?2",
-    )
-    .bind(host_prefix)
-    .bind(me)
-    .fetch_all(&mut *tx)
-    .await?;
+/// A `jobs` row read with `JOB_COLUMNS`.
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        status: r.get(2)?,
+        inputs: r.get(3)?,
+        username: r.get(4)?,
+        namespace: r.get(5)?,
+        summary: r.get(6)?,
+        error: r.get(7)?,
+        submitted_by: r.get(8)?,
+        request_id: r.get(9)?,
+        created_at: r.get(10)?,
+        started_at: r.get(11)?,
+        finished_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        attempt: r.get(14)?,
+        run_at: r.get(15)?,
+        lease_owner: r.get(16)?,
+        cancel_requested: r.get(17)?,
+        current_step: r.get(18)?,
+    })
+}
+
+/// A `job_steps` row read with `STEP_COLUMNS`.
+fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
+    Ok(StepRecord {
+        position: r.get(0)?,
+        name: r.get(1)?,
+        status: r.get(2)?,
+        attempts: r.get(3)?,
+        failures: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        exit_code: r.get(7)?,
+        output: r.get(8)?,
+    })
+}
+
+fn recover(tx: &Connection, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
+    let rows = tx
+        .prepare_cached(
+            "SELECT id, lease_owner, attempt FROM jobs WHERE status = 'running'
+               AND substr(lease_owner, 1, length(?1)) = ?1 AND lease_owner <> ?2",
+        )?
+        .query_map(params![host_prefix, me], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut recovered = Vec::with_capacity(rows.len());
     for (job_id, owner, attempt) in rows {
-        let interrupted = interrupt_attempts(tx, &job_id).await?;
-        requeue(tx, &job_id).await?;
-        delete_locks(tx, &job_id).await?;
+        let interrupted = interrupt_attempts(tx, &job_id)?;
+        requeue(tx, &job_id)?;
+        delete_locks(tx, &job_id)?;
         let detail = format!(
             "previous process {owner} stopped; {interrupted} running attempt(s) marked interrupted; resuming at the first unfinished step"
         );
@@ -271,8 +288,7 @@ async fn recover(tx: &mut SqliteConnection, host_prefix: &str, me: &str) -> Resu
             Some(attempt),
             Some(me),
             Some(&detail),
-        )
-        .await?;
+        )?;
         recovered.push(Recovered {
             job_id,
             previous_owner: owner,

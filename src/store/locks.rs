@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params};
 
 use super::lease::delete_locks;
 use super::{Lease, Result, Store, Write, ms, now_ms};
@@ -12,10 +12,8 @@ impl Store {
     pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
         let job_id = job_id.to_string();
         self.write(move |conn| {
-            Box::pin(async move {
-                delete_locks(conn, &job_id).await?;
-                Ok(Write::Keep(()))
-            })
+            delete_locks(conn, &job_id)?;
+            Ok(Write::Keep(()))
         })
         .await
     }
@@ -25,35 +23,33 @@ impl Store {
 /// already held by the same job is taken; taking all of a step's locks at once means no job
 /// ever holds one lock while waiting for another, so there is no deadlock.
 ///
-/// The first busy lock is returned as `(name, holder)`, and the
-/// caller must then discard the transaction's changes.
-pub(super) async fn take_locks(
-    tx: &mut SqliteConnection,
+/// The first busy lock is returned as `(name, holder)`, and the caller must then discard the
+/// transaction's changes.
+pub(super) fn take_locks(
+    tx: &Connection,
     lease: &Lease,
     names: &[String],
     duration: Duration,
 ) -> Result<Option<(String, String)>> {
     let now = now_ms();
+    let mut take = tx.prepare_cached(
+        "INSERT INTO resource_locks (name, job_id, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET job_id = excluded.job_id, owner = excluded.owner,
+                expires_at = excluded.expires_at
+         WHERE resource_locks.expires_at <= ?5 OR resource_locks.job_id = excluded.job_id",
+    )?;
     for name in names {
-        let taken = sqlx::query(
-            "INSERT INTO resource_locks (name, job_id, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE SET job_id = excluded.job_id, owner = excluded.owner,
-                    expires_at = excluded.expires_at
-             WHERE resource_locks.expires_at <= ?5 OR resource_locks.job_id = excluded.job_id",
-        )
-        .bind(name)
-        .bind(&lease.job_id)
-        .bind(&lease.owner)
-        .bind(now + ms(duration))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if taken.rows_affected() == 0 {
-            let holder: String =
-                sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = ?")
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await?;
+        let taken = take.execute(params![
+            name,
+            lease.job_id,
+            lease.owner,
+            now + ms(duration),
+            now
+        ])?;
+        if taken == 0 {
+            let holder: String = tx
+                .prepare_cached("SELECT job_id FROM resource_locks WHERE name = ?")?
+                .query_row([name], |r| r.get(0))?;
             return Ok(Some((name.clone(), holder)));
         }
     }

@@ -19,12 +19,13 @@ mod writer;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::Connection;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, SqlitePool};
 
-use writer::{BoxFuture, Write, Writer};
+use writer::{Write, Writer};
 
 pub use control::{CancelOutcome, RetryOutcome};
 pub use history::{Cursor, History, JobFilter, JobPage};
@@ -38,13 +39,17 @@ pub use submit::Submitted;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The transaction this write was committed with failed.
     #[error("database error: {0}")]
-    Commit(std::sync::Arc<sqlx::Error>),
+    Commit(std::sync::Arc<rusqlite::Error>),
     #[error("the database is closed")]
     Closed,
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot start the database writer: {0}")]
+    Thread(std::io::Error),
     #[error("cannot prepare the database folder {path}: {source}")]
     Folder {
         path: String,
@@ -104,6 +109,8 @@ impl Store {
             .await?;
         restrict_permissions(path);
         sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
+        let writer = Writer::start(writer_connection(path)?).map_err(StoreError::Thread)?;
+        sqlx::Connection::close(conn).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(1)
@@ -114,7 +121,7 @@ impl Store {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         Ok(Store {
             pool,
-            writer: Writer::start(conn),
+            writer,
             changes,
         })
     }
@@ -123,9 +130,7 @@ impl Store {
     async fn write<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Write<T>>>
-            + Send
-            + 'static,
+        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
     {
         self.writer.write(op).await
     }
@@ -171,6 +176,23 @@ async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<
     Ok(!conn.is_in_transaction())
 }
 
+/// The writer's connection, with the same settings as the others (the database is already in
+/// WAL mode, a persistent setting).
+fn writer_connection(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // FULL: a commit is on disk before the 202 that acknowledges it is sent.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
 /// The database holds passwords until they expire: only the service's user may read it.
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -183,23 +205,18 @@ fn restrict_permissions(path: &Path) {
 }
 
 /// Appends an audit event in the caller's transaction.
-async fn event(
-    tx: &mut SqliteConnection,
+fn event(
+    tx: &Connection,
     job_id: &str,
     kind: &str,
     attempt: Option<i64>,
     worker: Option<&str>,
     detail: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO job_events (job_id, at, type, attempt, worker, detail) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(job_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(attempt)
-        .bind(worker)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
+    tx.prepare_cached(
+        "INSERT INTO job_events (job_id, at, type, attempt, worker, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(rusqlite::params![job_id, now_ms(), kind, attempt, worker, detail])?;
     Ok(())
 }
 

@@ -21,14 +21,10 @@ impl Store {
     /// jobs were deleted: fewer than `batch` means that none is left.
     pub async fn prune_finished_before(&self, cutoff_ms: i64, batch: u32) -> Result<u64> {
         self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(PRUNE_SQL)
-                    .bind(cutoff_ms)
-                    .bind(i64::from(batch))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(Write::Keep(done.rows_affected()))
-            })
+            let done = conn
+                .prepare_cached(PRUNE_SQL)?
+                .execute(rusqlite::params![cutoff_ms, i64::from(batch)])?;
+            Ok(Write::Keep(done as u64))
         })
         .await
     }
@@ -38,17 +34,13 @@ impl Store {
     /// Returns the number of free pages left.
     pub async fn reclaim_space(&self, pages: u32) -> Result<i64> {
         self.write(move |conn| {
-            Box::pin(async move {
-                // The whole statement must be stepped to completion (one page per step):
-                // `execute` does that.
-                sqlx::query(&format!("PRAGMA incremental_vacuum({pages})"))
-                    .execute(&mut *conn)
-                    .await?;
-                let left = sqlx::query_scalar("PRAGMA freelist_count")
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(Write::Keep(left))
-            })
+            // The statement gives back one page per step: step it to completion.
+            let mut vacuum = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+            let mut steps = vacuum.query([])?;
+            while steps.next()?.is_some() {}
+            drop(steps);
+            let left = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            Ok(Write::Keep(left))
         })
         .await
     }

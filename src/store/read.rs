@@ -149,15 +149,12 @@ impl Store {
     /// Erases passwords whose time is up; returns how many were erased.
     pub async fn purge_expired_secrets(&self) -> Result<u64> {
         self.write(|conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
+            let done = conn
+                .prepare_cached(
                     "UPDATE job_secrets SET password = NULL WHERE password IS NOT NULL AND expires_at <= ?",
-                )
-                .bind(now_ms())
-                .execute(&mut *conn)
-                .await?;
-                Ok(Write::Keep(done.rows_affected()))
-            })
+                )?
+                .execute([now_ms()])?;
+            Ok(Write::Keep(done as u64))
         })
         .await
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, params};
 
 use super::locks::take_locks;
 use super::{Lease, Result, Store, Write, event, ms, now_ms};
@@ -127,17 +127,15 @@ impl Store {
         let (lease_, locks) = (lease.clone(), locks.to_vec());
         let started = self
             .write(move |conn| {
-                Box::pin(async move {
-                    let lease = &lease_;
-                    if !fence(conn, lease).await? {
-                        return Ok(Write::Keep(Started::LeaseLost));
-                    }
-                    if let Some((name, holder)) = take_locks(conn, lease, &locks, lock_for).await? {
-                        return Ok(Write::Discard(Started::Busy { name, holder }));
-                    }
-                    let id = record_start(conn, lease, &start).await?;
-                    Ok(Write::Keep(Started::Attempt(id)))
-                })
+                let lease = &lease_;
+                if !fence(conn, lease)? {
+                    return Ok(Write::Keep(Started::LeaseLost));
+                }
+                if let Some((name, holder)) = take_locks(conn, lease, &locks, lock_for)? {
+                    return Ok(Write::Discard(Started::Busy { name, holder }));
+                }
+                let id = record_start(conn, lease, &start)?;
+                Ok(Write::Keep(Started::Attempt(id)))
             })
             .await?;
         if let Started::Attempt(_) = started {
@@ -162,16 +160,14 @@ impl Store {
         let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
         let done = self
             .write(move |conn| {
-                Box::pin(async move {
-                    let lease = &lease_;
-                    if !fence(conn, lease).await? {
-                        return Ok(Write::Keep(false));
-                    }
-                    let id = record_start(conn, lease, &start).await?;
-                    end_attempt(conn, lease, id, &attempt, &step).await?;
-                    end_job(conn, lease, &job, secret_ttl).await?;
-                    Ok(Write::Keep(true))
-                })
+                let lease = &lease_;
+                if !fence(conn, lease)? {
+                    return Ok(Write::Keep(false));
+                }
+                let id = record_start(conn, lease, &start)?;
+                end_attempt(conn, lease, id, &attempt, &step)?;
+                end_job(conn, lease, &job, secret_ttl)?;
+                Ok(Write::Keep(true))
             })
             .await?;
         if done {
@@ -196,16 +192,14 @@ impl Store {
         let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
         let done = self
             .write(move |conn| {
-                Box::pin(async move {
-                    let lease = &lease_;
-                    if !fence(conn, lease).await? {
-                        return Ok(Write::Keep(false));
-                    }
-                    end_attempt(conn, lease, attempt_id, &attempt, &step).await?;
-                    super::lease::delete_locks(conn, &lease.job_id).await?;
-                    end_job(conn, lease, &job, secret_ttl).await?;
-                    Ok(Write::Keep(true))
-                })
+                let lease = &lease_;
+                if !fence(conn, lease)? {
+                    return Ok(Write::Keep(false));
+                }
+                end_attempt(conn, lease, attempt_id, &attempt, &step)?;
+                super::lease::delete_locks(conn, &lease.job_id)?;
+                end_job(conn, lease, &job, secret_ttl)?;
+                Ok(Write::Keep(true))
             })
             .await?;
         if done {
@@ -224,13 +218,11 @@ impl Store {
         let (lease_, job) = (lease.clone(), job.clone());
         let done = self
             .write(move |conn| {
-                Box::pin(async move {
-                    if !fence(conn, &lease_).await? {
-                        return Ok(Write::Keep(false));
-                    }
-                    end_job(conn, &lease_, &job, secret_ttl).await?;
-                    Ok(Write::Keep(true))
-                })
+                if !fence(conn, &lease_)? {
+                    return Ok(Write::Keep(false));
+                }
+                end_job(conn, &lease_, &job, secret_ttl)?;
+                Ok(Write::Keep(true))
             })
             .await?;
         if done {
@@ -261,39 +253,35 @@ impl Store {
 }
 
 /// Records that an attempt starts (the caller fenced); returns its id.
-async fn record_start(
-    tx: &mut SqliteConnection,
-    lease: &Lease,
-    start: &AttemptStart,
-) -> Result<i64> {
+fn record_start(tx: &Connection, lease: &Lease, start: &AttemptStart) -> Result<i64> {
     let now = now_ms();
-    // Three statements, one round trip: the job's current step, the step, the attempt.
-    let (attempt, id): (i64, i64) = sqlx::query_as(
-        "UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?;
-         UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
-          WHERE job_id = ? AND position = ?;
-         INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
-         SELECT ?, ?, ?, attempts, ?, ?, ?, ?, ? FROM job_steps WHERE job_id = ? AND position = ?
-         RETURNING attempt, id",
-    )
-    .bind(&start.step)
-    .bind(&start.summary)
-    .bind(&lease.job_id)
-    .bind(now)
-    .bind(&lease.job_id)
-    .bind(start.position)
-    .bind(&lease.job_id)
-    .bind(start.position)
-    .bind(&start.step)
-    .bind(lease.attempt)
-    .bind(&lease.owner)
-    .bind(&start.command)
-    .bind(&start.stdin_preview)
-    .bind(now)
-    .bind(&lease.job_id)
-    .bind(start.position)
-    .fetch_one(&mut *tx)
-    .await?;
+    tx.prepare_cached("UPDATE jobs SET current_step = ?, summary = ? WHERE id = ?")?
+        .execute(params![start.step, start.summary, lease.job_id])?;
+    let attempt: i64 = tx
+        .prepare_cached(
+            "UPDATE job_steps SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, ?)
+             WHERE job_id = ? AND position = ? RETURNING attempts",
+        )?
+        .query_row(params![now, lease.job_id, start.position], |r| r.get(0))?;
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO step_attempts (job_id, position, step, attempt, job_attempt, worker, command, stdin_preview, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )?
+        .query_row(
+            params![
+                lease.job_id,
+                start.position,
+                start.step,
+                attempt,
+                lease.attempt,
+                lease.owner,
+                start.command,
+                start.stdin_preview,
+                now
+            ],
+            |r| r.get(0),
+        )?;
     let detail = format!("{} attempt {attempt}: {}", start.step, start.command);
     event(
         tx,
@@ -302,57 +290,59 @@ async fn record_start(
         Some(lease.attempt),
         Some(&lease.owner),
         Some(&detail),
-    )
-    .await?;
+    )?;
     Ok(id)
 }
 
 /// Records how an attempt ended and what that means for its step.
-async fn end_attempt(
-    tx: &mut SqliteConnection,
+fn end_attempt(
+    tx: &Connection,
     lease: &Lease,
     attempt_id: i64,
     attempt: &AttemptEnd,
     step: &StepEnd,
 ) -> Result<()> {
     let now = now_ms();
-    let (position, name, step_attempt): (i64, String, i64) = sqlx::query_as(
-        "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
-                finished_at = ?, duration_ms = ?
-         WHERE id = ? AND job_id = ? RETURNING position, step, attempt",
-    )
-    .bind(attempt.outcome)
-    .bind(&attempt.error_kind)
-    .bind(attempt.exit_code)
-    .bind(&attempt.stdout)
-    .bind(&attempt.stderr)
-    .bind(now)
-    .bind(attempt.duration_ms)
-    .bind(attempt_id)
-    .bind(&lease.job_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (position, name, step_attempt): (i64, String, i64) = tx
+        .prepare_cached(
+            "UPDATE step_attempts SET outcome = ?, error_kind = ?, exit_code = ?, stdout = ?, stderr = ?,
+                    finished_at = ?, duration_ms = ?
+             WHERE id = ? AND job_id = ? RETURNING position, step, attempt",
+        )?
+        .query_row(
+            params![
+                attempt.outcome,
+                attempt.error_kind,
+                attempt.exit_code,
+                attempt.stdout,
+                attempt.stderr,
+                now,
+                attempt.duration_ms,
+                attempt_id,
+                lease.job_id
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
     let (status, output, counted) = match step {
-        StepEnd::Succeeded { output } => ("succeeded", output.clone(), false),
+        StepEnd::Succeeded { output } => ("succeeded", output.as_deref(), false),
         StepEnd::Pending { counted } => ("pending", None, *counted),
         StepEnd::Failed => ("failed", None, true),
         StepEnd::Canceled => ("canceled", None, false),
     };
-    sqlx::query(
-        "UPDATE job_steps SET status = ?, exit_code = ?, output = COALESCE(?, output),
-                failures = failures + ?, finished_at = CASE WHEN ? IN ('succeeded', 'failed', 'canceled') THEN ? END
-         WHERE job_id = ? AND position = ?",
-    )
-    .bind(status)
-    .bind(attempt.exit_code)
-    .bind(output)
-    .bind(i64::from(counted))
-    .bind(status)
-    .bind(now)
-    .bind(&lease.job_id)
-    .bind(position)
-    .execute(&mut *tx)
-    .await?;
+    tx.prepare_cached(
+        "UPDATE job_steps SET status = ?1, exit_code = ?2, output = COALESCE(?3, output),
+                failures = failures + ?4, finished_at = CASE WHEN ?1 IN ('succeeded', 'failed', 'canceled') THEN ?5 END
+         WHERE job_id = ?6 AND position = ?7",
+    )?
+    .execute(params![
+        status,
+        attempt.exit_code,
+        output,
+        i64::from(counted),
+        now,
+        lease.job_id,
+        position
+    ])?;
     let detail = step_finished_detail(&name, step_attempt, attempt);
     event(
         tx,
@@ -362,7 +352,6 @@ async fn end_attempt(
         Some(&lease.owner),
         Some(&detail),
     )
-    .await
 }
 
 /// `create_account attempt 2: failed (exit code 1, transient)`.
@@ -380,26 +369,17 @@ fn step_finished_detail(step: &str, step_attempt: i64, end: &AttemptEnd) -> Stri
 }
 
 /// The first statement of every fenced transaction: it writes the job row only if this lease
-/// still holds, which also takes SQLite's write lock before anything else is read.
-pub(super) async fn fence(tx: &mut SqliteConnection, lease: &Lease) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE jobs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
-    )
-    .bind(now_ms())
-    .bind(&lease.job_id)
-    .bind(&lease.owner)
-    .bind(lease.attempt)
-    .execute(&mut *tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// still holds.
+pub(super) fn fence(tx: &Connection, lease: &Lease) -> Result<bool> {
+    let done = tx
+        .prepare_cached(
+            "UPDATE jobs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND status = 'running'",
+        )?
+        .execute(params![now_ms(), lease.job_id, lease.owner, lease.attempt])?;
+    Ok(done == 1)
 }
 
-async fn end_job(
-    tx: &mut SqliteConnection,
-    lease: &Lease,
-    end: &JobEnd,
-    ttl: Duration,
-) -> Result<()> {
+fn end_job(tx: &Connection, lease: &Lease, end: &JobEnd, ttl: Duration) -> Result<()> {
     let now = now_ms();
     let (id, owner, attempt) = (
         &lease.job_id,
@@ -409,21 +389,18 @@ async fn end_job(
     match end {
         JobEnd::Continue => {}
         JobEnd::Requeue { reason } => {
-            super::lease::interrupt_attempts(tx, id).await?;
-            super::lease::requeue(tx, id).await?;
-            super::lease::delete_locks(tx, id).await?;
-            event(tx, id, "interrupted", attempt, owner, Some(reason)).await?;
+            super::lease::interrupt_attempts(tx, id)?;
+            super::lease::requeue(tx, id)?;
+            super::lease::delete_locks(tx, id)?;
+            event(tx, id, "interrupted", attempt, owner, Some(reason))?;
         }
         JobEnd::Retry { delay, reason } => {
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE jobs SET status = 'queued', run_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-            )
-            .bind(now + ms(*delay))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            )?
+            .execute(params![now + ms(*delay), id])?;
             let detail = format!("retry in {:.1}s: {reason}", delay.as_secs_f64());
-            event(tx, id, "retry_scheduled", attempt, owner, Some(&detail)).await?;
+            event(tx, id, "retry_scheduled", attempt, owner, Some(&detail))?;
         }
         JobEnd::Succeeded { summary }
         | JobEnd::Failed { summary, .. }
@@ -433,38 +410,27 @@ async fn end_job(
                 JobEnd::Canceled { .. } => ("canceled", None, "canceled"),
                 _ => ("succeeded", None, "skipped"),
             };
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE jobs SET status = ?, summary = ?, error = ?, finished_at = ?, current_step = NULL,
                         lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = ?",
-            )
-            .bind(status)
-            .bind(summary)
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE job_steps SET status = ? WHERE job_id = ? AND status = 'pending'")
-                .bind(rest)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            )?
+            .execute(params![status, summary, error, now, id])?;
+            tx.prepare_cached(
+                "UPDATE job_steps SET status = ? WHERE job_id = ? AND status = 'pending'",
+            )?
+            .execute(params![rest, id])?;
             // A password the client chose is not needed once the job succeeded; a generated one
             // stays retrievable for the TTL.
-            sqlx::query(
+            tx.prepare_cached(
                 "UPDATE job_secrets SET expires_at = ?,
                         password = CASE WHEN ? = 'succeeded' AND generated = 0 THEN NULL ELSE password END
                  WHERE job_id = ?",
-            )
-            .bind(now + ms(ttl))
-            .bind(status)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            super::lease::delete_locks(tx, id).await?;
+            )?
+            .execute(params![now + ms(ttl), status, id])?;
+            super::lease::delete_locks(tx, id)?;
             if status == "canceled" {
-                event(tx, id, "canceled", attempt, owner, Some(summary)).await?;
+                event(tx, id, "canceled", attempt, owner, Some(summary))?;
             }
             event(
                 tx,
@@ -473,8 +439,7 @@ async fn end_job(
                 attempt,
                 owner,
                 Some(&format!("{status}: {summary}")),
-            )
-            .await?;
+            )?;
         }
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! Accepting a job: one transaction, committed before the caller answers 202.
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewJob, Result, Store, Write, now_ms};
+use super::{NewJob, Result, Store, Write, event, now_ms};
 
 /// What happened to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,18 +20,17 @@ impl Store {
     /// Returns once the job is committed.
     pub async fn submit(&self, job: &NewJob) -> Result<Submitted> {
         let job = job.clone();
-        self.write(move |conn| Box::pin(async move { insert(conn, &job).await.map(Write::Keep) }))
+        self.write(move |conn| insert(conn, &job).map(Write::Keep))
             .await
     }
 }
 
-async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<Submitted> {
+fn insert(tx: &Connection, job: &NewJob) -> Result<Submitted> {
     if let Some((key, hash)) = &job.idempotency {
-        let seen: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT id, request_hash FROM jobs WHERE idempotency_key = ?")
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let seen: Option<(String, Option<String>)> = tx
+            .prepare_cached("SELECT id, request_hash FROM jobs WHERE idempotency_key = ?")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         if let Some((id, seen_hash)) = seen {
             return Ok(if seen_hash.as_deref() == Some(hash.as_str()) {
                 Submitted::Replayed(id)
@@ -42,56 +41,39 @@ async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<Submitted> 
     }
     let now = now_ms();
     let (key, hash) = job.idempotency.clone().unzip();
+    tx.prepare_cached(
+        "INSERT INTO jobs (id, kind, status, inputs, username, namespace, idempotency_key, request_hash,
+                           submitted_by, request_id, created_at, updated_at, run_at)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)",
+    )?
+    .execute(params![
+        job.id,
+        job.kind,
+        job.inputs,
+        job.username,
+        job.namespace,
+        key,
+        hash,
+        job.submitted_by,
+        job.request_id,
+        now
+    ])?;
+    let mut step = tx.prepare_cached(
+        "INSERT INTO job_steps (job_id, position, name, status) VALUES (?, ?, ?, 'pending')",
+    )?;
+    for (position, name) in job.steps.iter().enumerate() {
+        step.execute(params![job.id, position as i64, name])?;
+    }
+    if let Some((password, generated)) = &job.secret {
+        tx.prepare_cached(
+            "INSERT INTO job_secrets (job_id, password, generated) VALUES (?, ?, ?)",
+        )?
+        .execute(params![job.id, password, generated])?;
+    }
     let detail = format!(
         "submitted by {} (request {})",
         job.submitted_by, job.request_id
     );
-    // One round trip to the connection for the whole job: the statements run in order, each
-    // taking its share of the arguments.
-    let sql = insert_sql(job.steps.len(), job.secret.is_some());
-    let mut query = sqlx::query(&sql)
-        .bind(&job.id)
-        .bind(&job.kind)
-        .bind(&job.inputs)
-        .bind(&job.username)
-        .bind(&job.namespace)
-        .bind(key)
-        .bind(hash)
-        .bind(&job.submitted_by)
-        .bind(&job.request_id)
-        .bind(now)
-        .bind(now)
-        .bind(now);
-    for (position, name) in job.steps.iter().enumerate() {
-        query = query.bind(&job.id).bind(position as i64).bind(name);
-    }
-    if let Some((password, generated)) = &job.secret {
-        query = query.bind(&job.id).bind(password).bind(generated);
-    }
-    query
-        .bind(&job.id)
-        .bind(now)
-        .bind(detail)
-        .execute(&mut *conn)
-        .await?;
+    event(tx, &job.id, "submitted", None, None, Some(&detail))?;
     Ok(Submitted::Created(job.id.clone()))
-}
-
-/// The statements that insert a job with `steps` steps and maybe a secret.
-fn insert_sql(steps: usize, secret: bool) -> String {
-    let mut sql = String::from(
-        "INSERT INTO jobs (id, kind, status, inputs, username, namespace, idempotency_key, request_hash,
-                           submitted_by, request_id, created_at, updated_at, run_at)
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);",
-    );
-    if steps > 0 {
-        sql.push_str("INSERT INTO job_steps (job_id, position, name, status) VALUES ");
-        sql.push_str(&vec!["(?, ?, ?, 'pending')"; steps].join(", "));
-        sql.push(';');
-    }
-    if secret {
-        sql.push_str("INSERT INTO job_secrets (job_id, password, generated) VALUES (?, ?, ?);");
-    }
-    sql.push_str("INSERT INTO job_events (job_id, at, type, detail) VALUES (?, ?, 'submitted', ?)");
-    sql
 }

@@ -1,13 +1,18 @@
 //! The single writer: every write transaction of the service runs on one connection owned by one
-//! task, which commits together whatever queued up while it was busy (group commit).
+//! thread, which commits together whatever queued up while it was busy (group commit).
 //!
 //! SQLite has one write lock per database. Writers that compete for it through a pool do not
 //! queue: a loser sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) and tries again, so under
 //! load most of a write's latency is sleeping, and each write pays its own fsync. Here writes
-//! queue in memory instead. The task takes every operation waiting in the queue, runs each in
+//! queue in memory instead. The thread takes every operation waiting in the queue, runs each in
 //! its own savepoint inside one `BEGIN IMMEDIATE` transaction, and commits them with one fsync.
 //! While that fsync runs, the next operations queue up, so batches grow with the load by
 //! themselves; nothing waits for a timer.
+//!
+//! The writer is a plain thread with a synchronous connection (rusqlite), not an async task:
+//! a statement is then a function call, where an async driver hands every statement to the
+//! connection's thread and back (two context switches each, which cost more than the statements).
+//! Operations are short closures that only run SQL; the caller awaits the answer.
 //!
 //! Durability is unchanged: an operation's caller gets its result only after the `COMMIT` of its
 //! batch returned (with `synchronous=FULL`, after the fsync). If the commit fails, every
@@ -17,20 +22,17 @@
 //! savepoint and does not affect the others, unless SQLite rolled the whole transaction back
 //! itself (a full disk, say): then the whole batch fails.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
-use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use super::{Result, StoreError};
 
 /// The most operations committed together.
 const MAX_BATCH: usize = 512;
-
-pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What an operation did with its changes.
 pub(super) enum Write<T> {
@@ -40,34 +42,71 @@ pub(super) enum Write<T> {
     Discard(T),
 }
 
-/// A queued operation, type-erased.
-trait Op: Send {
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran>;
-    /// The operation will not run: its caller gets `error`.
-    fn abort(self: Box<Self>, error: Arc<sqlx::Error>);
-}
+/// How a batch ended, for the operations that ran in it.
+type Committed = std::result::Result<(), Arc<rusqlite::Error>>;
 
-/// An operation that ran: whether to keep its changes, and how to answer its caller once the
-/// batch is committed (`Ok`) or failed (`Err`).
+/// A queued operation: runs on the writer's connection, and says whether to keep its changes
+/// and how to answer its caller once the batch is committed (or failed).
+type Op = Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>;
+
 struct Ran {
     keep: bool,
-    answer: Box<dyn FnOnce(std::result::Result<(), Arc<sqlx::Error>>) + Send>,
+    answer: Box<dyn FnOnce(Committed) + Send>,
 }
 
-struct Pending<T, F> {
-    op: F,
-    done: oneshot::Sender<Result<T>>,
+enum Msg {
+    Op(Op),
+    /// Commit what is queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
 }
 
-impl<T, F> Op for Pending<T, F>
-where
-    T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Write<T>>> + Send + 'static,
-{
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran> {
-        Box::pin(async move {
-            let Pending { op, done } = *self;
-            let (keep, value) = match op(conn).await {
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Writer {
+    queue: mpsc::Sender<Msg>,
+    /// Transactions committed so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`, which must be in autocommit mode.
+    pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
+        let (queue, rx) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || run(conn, rx, counter))?;
+        Ok(Writer { queue, commits })
+    }
+
+    /// Runs `op` in the next batch and returns its result once the batch is committed.
+    pub(super) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel::<Result<T>>();
+        let op: Op = Box::new(move |conn| {
+            let Some(conn) = conn else {
+                // Not run: the transaction could not start.
+                return Ran {
+                    keep: false,
+                    answer: Box::new(move |committed| {
+                        let _ = done.send(Err(committed
+                            .err()
+                            .map_or(StoreError::Closed, StoreError::Commit)));
+                    }),
+                };
+            };
+            let (keep, value) = match op(conn) {
                 Ok(Write::Keep(v)) => (true, Ok(v)),
                 Ok(Write::Discard(v)) => (false, Ok(v)),
                 Err(e) => (false, Err(e)),
@@ -84,63 +123,17 @@ where
                     let _ = done.send(result);
                 }),
             }
-        })
-    }
-
-    fn abort(self: Box<Self>, error: Arc<sqlx::Error>) {
-        let _ = self.done.send(Err(StoreError::Commit(error)));
-    }
-}
-
-enum Msg {
-    Op(Box<dyn Op>),
-    /// Commit what is queued, close the connection, then answer.
-    Close(oneshot::Sender<()>),
-}
-
-/// Handle to the writer task; cheap to clone.
-#[derive(Debug, Clone)]
-pub(super) struct Writer {
-    queue: mpsc::UnboundedSender<Msg>,
-    /// Transactions committed so far.
-    #[cfg_attr(not(test), allow(dead_code))]
-    commits: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
-    }
-}
-
-impl Writer {
-    /// Starts the writer task on `conn`, which must be in autocommit mode.
-    pub(super) fn start(conn: SqliteConnection) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(conn, rx, commits.clone()));
-        Writer { queue, commits }
+        });
+        self.queue
+            .send(Msg::Op(op))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Transactions committed so far (one per batch).
     #[cfg(test)]
     pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Runs `op` in the next batch and returns its result once the batch is committed.
-    pub(super) async fn write<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Write<T>>>
-            + Send
-            + 'static,
-    {
-        let (done, answer) = oneshot::channel();
-        self.queue
-            .send(Msg::Op(Box::new(Pending { op, done })))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Commits what is queued and closes the connection (checkpointing the WAL).
@@ -152,13 +145,9 @@ impl Writer {
     }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    commits: Arc<AtomicU64>,
-) {
-    let mut batch: Vec<Box<dyn Op>> = Vec::new();
-    while let Some(msg) = rx.recv().await {
+fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
+    let mut batch: Vec<Op> = Vec::new();
+    while let Ok(msg) = rx.recv() {
         let mut close = None;
         match msg {
             Msg::Op(op) => batch.push(op),
@@ -173,18 +162,15 @@ async fn run(
         }
         if !batch.is_empty() {
             let size = batch.len();
-            if commit(&mut conn, std::mem::take(&mut batch)).await {
+            if commit(&conn, std::mem::take(&mut batch)) {
                 commits.fetch_add(1, Ordering::Relaxed);
                 crate::telemetry::write_batch(size);
             }
         }
         if let Some(ack) = close {
-            rx.close();
             // Operations queued after the close request get `Closed` when dropped.
-            while let Ok(msg) = rx.try_recv() {
-                drop(msg);
-            }
-            if let Err(e) = conn.close().await {
+            drop(rx);
+            if let Err((_, e)) = conn.close() {
                 tracing::warn!(error = %e, "closing the database connection failed");
             }
             let _ = ack.send(());
@@ -193,71 +179,63 @@ async fn run(
     }
 }
 
-/// Runs one batch in one transaction; `true` when something was committed. The statements that
-/// end one operation's savepoint and open the next one's are sent together, so the transaction
-/// control costs one round trip to the connection per operation.
-async fn commit(conn: &mut SqliteConnection, ops: Vec<Box<dyn Op>>) -> bool {
+/// Runs one batch in one transaction; `true` when something was committed.
+fn commit(conn: &Connection, ops: Vec<Op>) -> bool {
     let single = ops.len() == 1;
-    let begin = if single {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN IMMEDIATE; SAVEPOINT op"
-    };
-    if let Err(e) = exec(conn, begin).await {
-        let _ = exec(conn, "ROLLBACK").await;
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = Arc::new(e);
-        ops.into_iter().for_each(|op| op.abort(e.clone()));
+        ops.into_iter()
+            .for_each(|op| (op(None).answer)(Err(e.clone())));
         return false;
     }
-    let count = ops.len();
-    let mut answers = Vec::with_capacity(count);
-    let mut ops = ops.into_iter().enumerate();
-    let mut end = "COMMIT";
-    for (i, op) in ops.by_ref() {
-        let ran = op.run(conn).await;
+    let mut answers = Vec::with_capacity(ops.len());
+    let mut ops = ops.into_iter();
+    let mut broken = None;
+    for op in ops.by_ref() {
+        if !single && let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            let e = Arc::new(e);
+            (op(None).answer)(Err(e.clone()));
+            broken = Some(e);
+            break;
+        }
+        let ran = op(Some(conn));
         if single && !ran.keep {
             // Nothing to commit. The rollback fails only if SQLite already rolled back itself.
-            let _ = exec(conn, "ROLLBACK").await;
+            let _ = conn.execute_batch("ROLLBACK");
             (ran.answer)(Ok(()));
             return false;
         }
         answers.push(ran.answer);
-        let last = i + 1 == count;
-        end = match (single, ran.keep, last) {
-            (true, _, _) => "COMMIT",
-            (false, true, true) => "RELEASE op; COMMIT",
-            (false, false, true) => "ROLLBACK TO op; RELEASE op; COMMIT",
-            (false, true, false) => "RELEASE op; SAVEPOINT op",
-            (false, false, false) => "ROLLBACK TO op; RELEASE op; SAVEPOINT op",
+        if single {
+            continue;
+        }
+        let end = if ran.keep {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
         };
-        if last {
+        if let Err(e) = conn.execute_batch(end) {
+            // SQLite ended the transaction itself: nothing of this batch is kept.
+            broken = Some(Arc::new(e));
             break;
         }
-        if let Err(e) = exec(conn, end).await {
-            // SQLite ended the transaction itself: nothing of this batch is kept.
-            let e = Arc::new(e);
-            let _ = exec(conn, "ROLLBACK").await;
-            ops.for_each(|(_, op)| op.abort(e.clone()));
-            answers
-                .into_iter()
-                .for_each(|answer| answer(Err(e.clone())));
-            return false;
-        }
     }
-    let outcome = exec(conn, end).await.map_err(Arc::new);
-    if outcome.is_err() {
+    let outcome = match broken {
+        Some(e) => Err(e),
+        None => conn.execute_batch("COMMIT").map_err(Arc::new),
+    };
+    if let Err(e) = &outcome {
         // Leave the connection in autocommit mode whatever state the failure left it in.
-        let _ = exec(conn, "ROLLBACK").await;
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        ops.for_each(|op| (op(None).answer)(Err(e.clone())));
     }
     let committed = outcome.is_ok();
     answers
         .into_iter()
         .for_each(|answer| answer(outcome.clone()));
     committed
-}
-
-async fn exec(conn: &mut SqliteConnection, sql: &str) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -68,12 +68,7 @@ pub(in crate::store) async fn set(s: &Store, id: &str, set: &str) {
         id.to_string(),
     );
     let done = s
-        .write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(&sql).bind(&id).execute(&mut *conn).await?;
-                Ok(crate::store::Write::Keep(done.rows_affected()))
-            })
-        })
+        .write(move |conn| Ok(crate::store::Write::Keep(conn.execute(&sql, [&id])?)))
         .await
         .unwrap();
     assert_eq!(done, 1);

@@ -1,27 +1,25 @@
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::Connection;
 
 use crate::store::{Result, Store, StoreError, Write};
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-    s.write(|c| {
-        Box::pin(async move { exec(c, "CREATE TABLE t (v INTEGER PRIMARY KEY) STRICT").await })
-    })
-    .await
-    .unwrap();
+    s.write(|c| exec(c, "CREATE TABLE t (v INTEGER PRIMARY KEY) STRICT"))
+        .await
+        .unwrap();
     (s, dir)
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<Write<()>> {
-    sqlx::query(sql).execute(&mut *conn).await?;
+fn exec(conn: &Connection, sql: &str) -> Result<Write<()>> {
+    conn.execute_batch(sql)?;
     Ok(Write::Keep(()))
 }
 
 async fn insert(s: &Store, v: i64) -> Result<()> {
-    s.write(move |c| Box::pin(async move { exec(c, &format!("INSERT INTO t VALUES ({v})")).await }))
+    s.write(move |c| exec(c, &format!("INSERT INTO t VALUES ({v})")))
         .await
 }
 
@@ -37,10 +35,8 @@ fn hold(s: &Store, v: i64) -> tokio::task::JoinHandle<Result<()>> {
     let s = s.clone();
     tokio::spawn(async move {
         s.write(move |c| {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                exec(c, &format!("INSERT INTO t VALUES ({v})")).await
-            })
+            std::thread::sleep(Duration::from_millis(300));
+            exec(c, &format!("INSERT INTO t VALUES ({v})"))
         })
         .await
     })
@@ -96,10 +92,8 @@ async fn a_failed_or_discarded_operation_does_not_take_its_batch_with_it() {
         let s = s.clone();
         async move {
             s.write(|c| {
-                Box::pin(async move {
-                    exec(c, "INSERT INTO t VALUES (3)").await?;
-                    Ok(Write::Discard("busy"))
-                })
+                exec(c, "INSERT INTO t VALUES (3)")?;
+                Ok(Write::Discard("busy"))
             })
             .await
         }
@@ -136,14 +130,13 @@ async fn a_failed_commit_fails_every_operation_of_its_batch_and_keeps_nothing() 
         let s = s.clone();
         async move {
             s.write(|c| {
-                Box::pin(async move {
-                    exec(c, "PRAGMA defer_foreign_keys = ON").await?;
+                {
+                    exec(c, "PRAGMA defer_foreign_keys = ON")?;
                     exec(
                         c,
                         "INSERT INTO job_steps (job_id, position, name, status) VALUES ('none', 0, 'x', 'pending')",
                     )
-                    .await
-                })
+                }
             })
             .await
         }
