@@ -11,7 +11,7 @@ impl Store {
     /// Releases every lock the job holds.
     pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
         let job_id = job_id.to_string();
-        self.write(move |conn| {
+        self.write_releasing_locks(move |conn| {
             delete_locks(conn, &job_id)?;
             Ok(Write::Keep(()))
         })

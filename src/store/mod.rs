@@ -68,6 +68,8 @@ pub struct Store {
     pool: SqlitePool,
     /// The one connection that writes (see `writer`).
     writer: Writer,
+    /// Notified when a write that releases resource locks is queued.
+    locks_released: std::sync::Arc<tokio::sync::Notify>,
     /// Ids of jobs whose status or current step may have changed, sent after each commit.
     changes: tokio::sync::broadcast::Sender<String>,
 }
@@ -122,6 +124,7 @@ impl Store {
         Ok(Store {
             pool,
             writer,
+            locks_released: Default::default(),
             changes,
         })
     }
@@ -133,6 +136,26 @@ impl Store {
         F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
     {
         self.writer.write(op).await
+    }
+
+    /// Runs a write that releases resource locks. Tasks waiting in `locks_released` are woken
+    /// as soon as it is queued: what they queue next runs after it, so they find the locks free
+    /// without waiting for this write's commit, and can commit together with it.
+    async fn write_releasing_locks<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
+    {
+        let answer = self.writer.queue(op)?;
+        self.locks_released.notify_waiters();
+        answer.await
+    }
+
+    /// Notified whenever a write that releases resource locks is queued. Create the `Notified`
+    /// future (and `enable` it) before trying to take a lock, or a release between the attempt
+    /// and the wait is missed.
+    pub fn locks_released(&self) -> &tokio::sync::Notify {
+        &self.locks_released
     }
 
     /// Change notifications: the id of every job this process changed, after the commit.

@@ -191,7 +191,7 @@ impl Store {
         let lease_ = lease.clone();
         let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
         let done = self
-            .write(move |conn| {
+            .write_releasing_locks(move |conn| {
                 let lease = &lease_;
                 if !fence(conn, lease)? {
                     return Ok(Write::Keep(false));
@@ -217,7 +217,7 @@ impl Store {
     ) -> Result<bool> {
         let (lease_, job) = (lease.clone(), job.clone());
         let done = self
-            .write(move |conn| {
+            .write_releasing_locks(move |conn| {
                 if !fence(conn, &lease_)? {
                     return Ok(Write::Keep(false));
                 }

@@ -367,7 +367,10 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
     );
     assert!(locks_of(&s, &b.lease.job_id).await.is_empty());
     assert!(s.attempts(&b.lease.job_id).await.unwrap().is_empty());
-    // Ending the attempt releases its locks in the same transaction.
+    // A waiter that listened before its refusal hears of the release.
+    let released = s.locks_released().notified();
+    tokio::pin!(released);
+    released.as_mut().enable();
     assert!(
         s.finish_attempt(
             &a.lease,
@@ -380,6 +383,10 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
         .await
         .unwrap()
     );
+    tokio::time::timeout(Duration::from_secs(10), released)
+        .await
+        .expect("the release was announced");
+    // Ending the attempt released its locks in the same transaction.
     assert!(locks_of(&s, &a.lease.job_id).await.is_empty());
     let again = s
         .begin_attempt(&b.lease, start("one"), &names(&["free", "x"]), lease)

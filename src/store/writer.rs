@@ -63,7 +63,7 @@ enum Msg {
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Writer {
-    queue: mpsc::Sender<Msg>,
+    sender: mpsc::Sender<Msg>,
     /// Transactions committed so far.
     #[cfg_attr(not(test), allow(dead_code))]
     commits: Arc<AtomicU64>,
@@ -78,17 +78,30 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts the writer thread on `conn`, which must be in autocommit mode.
     pub(super) fn start(conn: Connection) -> std::io::Result<Self> {
-        let (queue, rx) = mpsc::channel();
+        let (sender, rx) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
         std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || run(conn, rx, counter))?;
-        Ok(Writer { queue, commits })
+        Ok(Writer { sender, commits })
     }
 
     /// Runs `op` in the next batch and returns its result once the batch is committed.
     pub(super) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
+    {
+        self.queue(op)?.await
+    }
+
+    /// Queues `op` for the next batch; the future answers once the batch is committed. Anything
+    /// queued after this call runs after `op`, in the same transaction or a later one.
+    pub(super) fn queue<T, F>(
+        &self,
+        op: F,
+    ) -> Result<impl std::future::Future<Output = Result<T>> + use<T, F>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
@@ -124,10 +137,10 @@ impl Writer {
                 }),
             }
         });
-        self.queue
+        self.sender
             .send(Msg::Op(op))
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
     }
 
     /// Transactions committed so far (one per batch).
@@ -139,7 +152,7 @@ impl Writer {
     /// Commits what is queued and closes the connection (checkpointing the WAL).
     pub(super) async fn close(&self) {
         let (ack, closed) = oneshot::channel();
-        if self.queue.send(Msg::Close(ack)).is_ok() {
+        if self.sender.send(Msg::Close(ack)).is_ok() {
             let _ = closed.await;
         }
     }

@@ -66,7 +66,6 @@ pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
         if let Err(e) = shared.store.unlock_all(&lease.job_id).await {
             tracing::warn!(job.id = %lease.job_id, error = %e, "cannot release resource locks; they expire with the lease");
         }
-        shared.locks_released.notify_waiters();
     }
 }
 
@@ -310,6 +309,10 @@ impl JobRun {
         let mut pause = Duration::from_millis(10);
         let store = &self.shared.store;
         loop {
+            // Listen before trying, so that a release right after a refusal is not missed.
+            let released = store.locks_released().notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             match store
                 .begin_attempt(
                     &self.lease,
@@ -334,7 +337,7 @@ impl JobRun {
             let stopped = tokio::select! {
                 _ = self.stop.token.cancelled() => true,
                 _ = self.shared.draining.cancelled() => true,
-                _ = self.shared.locks_released.notified() => false,
+                _ = released => false,
                 _ = tokio::time::sleep(pause) => false,
             };
             if stopped {
@@ -475,12 +478,10 @@ impl JobRun {
         let ttl = settings.credentials_ttl;
         let kept = match attempt {
             Attempt::Started(id) => {
-                let kept = store
+                // Its locks go with it.
+                store
                     .finish_attempt(&self.lease, id, &end, &step_end, &job_end, ttl)
-                    .await?;
-                // Its locks went with it.
-                self.shared.locks_released.notify_waiters();
-                kept
+                    .await?
             }
             Attempt::Unstarted(start) => {
                 store

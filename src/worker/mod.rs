@@ -32,8 +32,6 @@ struct Shared {
     wake: Arc<Notify>,
     /// Set once the installed everestctl turned out to predate `--operator.mysql`.
     legacy_mysql_flag: AtomicBool,
-    /// Notified whenever a job of this process releases its resource locks.
-    locks_released: Notify,
     /// Cancelled when the process starts shutting down: no new job, no new step.
     draining: CancellationToken,
     /// Cancelled when the shutdown grace period is over: running commands are stopped.
@@ -61,7 +59,6 @@ impl Worker {
             settings,
             wake,
             legacy_mysql_flag: AtomicBool::new(false),
-            locks_released: Notify::new(),
             draining: CancellationToken::new(),
             interrupt: CancellationToken::new(),
         });
