@@ -31,7 +31,7 @@ pub use control::{CancelOutcome, RetryOutcome};
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
-pub use run::{AttemptEnd, AttemptStart, JobEnd, Started, StepEnd};
+pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
 pub use submit::Submitted;
 
 /// A store error. Callers treat it as "the database is unavailable right now".

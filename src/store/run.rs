@@ -86,6 +86,49 @@ pub enum Started {
     LeaseLost,
 }
 
+/// How an attempt ended, and what that means for its step and its job.
+#[derive(Debug, Clone)]
+pub struct AttemptEnding {
+    /// The attempt's id (from its start).
+    pub id: i64,
+    pub attempt: AttemptEnd,
+    pub step: StepEnd,
+    pub job: JobEnd,
+}
+
+/// What to do in the same transaction after an attempt ended and its job goes on
+/// ([`JobEnd::Continue`]): saves the next step a transaction of its own.
+#[derive(Debug, Clone)]
+pub enum Then {
+    Nothing,
+    /// Take these locks and start this attempt (as [`Store::begin_attempt`]).
+    Start {
+        start: AttemptStart,
+        locks: Vec<String>,
+        lock_for: Duration,
+    },
+    /// Record this whole attempt, which runs nothing (as [`Store::record_attempt`]).
+    Record {
+        start: AttemptStart,
+        ending: Box<(AttemptEnd, StepEnd, JobEnd)>,
+    },
+}
+
+/// What [`Store::finish_attempt_then`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// The lease was lost; nothing was written.
+    LeaseLost,
+    /// The attempt's end is recorded; nothing more was asked (or its job does not go on).
+    Ended,
+    /// And the next attempt started with this id.
+    Started(i64),
+    /// And the next attempt did not start: this lock is held by another job.
+    Busy { name: String, holder: String },
+    /// And the next (empty) attempt is recorded.
+    Recorded,
+}
+
 impl Store {
     /// Records that a step attempt starts; `None` when the lease is lost.
     pub async fn start_attempt(
@@ -188,24 +231,75 @@ impl Store {
         job: &JobEnd,
         secret_ttl: Duration,
     ) -> Result<bool> {
+        let ending = AttemptEnding {
+            id: attempt_id,
+            attempt: attempt.clone(),
+            step: step.clone(),
+            job: job.clone(),
+        };
+        let finished = self
+            .finish_attempt_then(lease, ending, Then::Nothing, secret_ttl)
+            .await?;
+        Ok(finished != Finished::LeaseLost)
+    }
+
+    /// As [`Store::finish_attempt`], then, if the job goes on, `then` in the same transaction.
+    /// A next attempt that cannot take its locks is not started; the end is recorded anyway.
+    pub async fn finish_attempt_then(
+        &self,
+        lease: &Lease,
+        ending: AttemptEnding,
+        then: Then,
+        secret_ttl: Duration,
+    ) -> Result<Finished> {
         let lease_ = lease.clone();
-        let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
-        let done = self
+        let finished = self
             .write_releasing_locks(move |conn| {
                 let lease = &lease_;
                 if !fence(conn, lease)? {
-                    return Ok(Write::Keep(false));
+                    return Ok(Write::Keep(Finished::LeaseLost));
                 }
-                end_attempt(conn, lease, attempt_id, &attempt, &step)?;
+                end_attempt(conn, lease, ending.id, &ending.attempt, &ending.step)?;
                 super::lease::delete_locks(conn, &lease.job_id)?;
-                end_job(conn, lease, &job, secret_ttl)?;
-                Ok(Write::Keep(true))
+                end_job(conn, lease, &ending.job, secret_ttl)?;
+                let then = match ending.job {
+                    JobEnd::Continue => then,
+                    _ => Then::Nothing,
+                };
+                Ok(Write::Keep(match then {
+                    Then::Nothing => Finished::Ended,
+                    Then::Start {
+                        start,
+                        locks,
+                        lock_for,
+                    } => {
+                        conn.execute_batch("SAVEPOINT next")?;
+                        match take_locks(conn, lease, &locks, lock_for)? {
+                            Some((name, holder)) => {
+                                conn.execute_batch("ROLLBACK TO next; RELEASE next")?;
+                                Finished::Busy { name, holder }
+                            }
+                            None => {
+                                let id = record_start(conn, lease, &start)?;
+                                conn.execute_batch("RELEASE next")?;
+                                Finished::Started(id)
+                            }
+                        }
+                    }
+                    Then::Record { start, ending } => {
+                        let (attempt, step, job) = *ending;
+                        let id = record_start(conn, lease, &start)?;
+                        end_attempt(conn, lease, id, &attempt, &step)?;
+                        end_job(conn, lease, &job, secret_ttl)?;
+                        Finished::Recorded
+                    }
+                }))
             })
             .await?;
-        if done {
+        if finished != Finished::LeaseLost {
             self.changed(&lease.job_id);
         }
-        Ok(done)
+        Ok(finished)
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).

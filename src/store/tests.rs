@@ -405,3 +405,142 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
         Started::LeaseLost
     );
 }
+
+#[tokio::test]
+async fn an_attempt_end_carries_the_next_start_or_record() {
+    let (s, _d) = store().await;
+    s.submit(&job("a", None)).await.unwrap();
+    s.submit(&job("b", None)).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let a = s.claim("w1", lease).await.unwrap().unwrap();
+    let b = s.claim("w2", lease).await.unwrap().unwrap();
+    let start = |position: i64, step: &str| AttemptStart {
+        position,
+        step: step.into(),
+        command: format!("run {step}"),
+        stdin_preview: None,
+        summary: step.into(),
+    };
+    let ending = |id: i64, job: JobEnd| AttemptEnding {
+        id,
+        attempt: ok_attempt(),
+        step: StepEnd::Succeeded { output: None },
+        job,
+    };
+    let held = vec!["x".to_string()];
+    let Started::Attempt(b0) = s
+        .begin_attempt(&b.lease, start(0, "one"), &held, lease)
+        .await
+        .unwrap()
+    else {
+        panic!("b takes x")
+    };
+    let Started::Attempt(a0) = s
+        .begin_attempt(&a.lease, start(0, "one"), &[], lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a starts")
+    };
+    // The next step needs `free` and `x`: x is busy, so the end is recorded and nothing else.
+    let then = Then::Start {
+        start: start(1, "two"),
+        locks: vec!["free".into(), "x".into()],
+        lock_for: lease,
+    };
+    let finished = s
+        .finish_attempt_then(&a.lease, ending(a0, JobEnd::Continue), then, lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        finished,
+        Finished::Busy {
+            name: "x".into(),
+            holder: b.lease.job_id.clone()
+        }
+    );
+    let attempts = s.attempts(&a.lease.job_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+    let free_holder: Option<String> =
+        sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = 'free'")
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(free_holder, None, "no lock of a step that did not start");
+    // b's end releases x and starts b's next step with it.
+    let then = Then::Start {
+        start: start(1, "two"),
+        locks: held.clone(),
+        lock_for: lease,
+    };
+    let Finished::Started(b1) = s
+        .finish_attempt_then(&b.lease, ending(b0, JobEnd::Continue), then, lease)
+        .await
+        .unwrap()
+    else {
+        panic!("b's next step starts")
+    };
+    let steps = s.steps(&b.lease.job_id).await.unwrap();
+    assert_eq!(
+        (steps[0].status.as_str(), steps[1].status.as_str()),
+        ("succeeded", "running")
+    );
+    let finished = s
+        .finish_attempt_then(
+            &b.lease,
+            ending(
+                b1,
+                JobEnd::Succeeded {
+                    summary: "done".into(),
+                },
+            ),
+            Then::Nothing,
+            lease,
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Ended);
+    assert_eq!(
+        s.job(&b.lease.job_id).await.unwrap().unwrap().status,
+        "succeeded"
+    );
+    // A next step that runs nothing is recorded whole with the end of the previous one, and
+    // here ends the job.
+    let record = Then::Record {
+        start: start(1, "two"),
+        ending: Box::new((
+            ok_attempt(),
+            StepEnd::Succeeded { output: None },
+            JobEnd::Succeeded {
+                summary: "all done".into(),
+            },
+        )),
+    };
+    s.submit(&job("c", None)).await.unwrap();
+    let c = s.claim("w3", lease).await.unwrap().unwrap();
+    let Started::Attempt(c0) = s
+        .begin_attempt(&c.lease, start(0, "one"), &[], lease)
+        .await
+        .unwrap()
+    else {
+        panic!("c starts")
+    };
+    let finished = s
+        .finish_attempt_then(&c.lease, ending(c0, JobEnd::Continue), record, lease)
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Recorded);
+    let job_c = s.job(&c.lease.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        (job_c.status.as_str(), job_c.summary.as_deref()),
+        ("succeeded", Some("all done"))
+    );
+    let attempts = s.attempts(&c.lease.job_id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts
+            .iter()
+            .all(|at| at.outcome.as_deref() == Some("succeeded"))
+    );
+}

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Shared;
-use super::outcome::{
-    backoff, end, failed_end, failed_without_command, record_finish, succeeded_without_command,
-};
+use super::outcome::{end, failed_end, failed_without_command, succeeded_without_command};
 use super::procedure::{self, Cli};
 use super::verdict::{Verdict, judge, spawn_failure};
 use super::watch::{Stop, StopReason, watch};
@@ -18,9 +16,9 @@ use crate::domain::{JobError, JobInput, StepName};
 use crate::everest::classify::is_unknown_flag;
 use crate::exec::{ExecError, ExecOutput, Termination};
 use crate::plan::{self, Action, Confirm, Flavor, PlanError};
-use crate::store::{
-    AttemptEnd, AttemptStart, Claimed, JobEnd, Lease, Started, StepEnd, StoreError,
-};
+use crate::store::{AttemptEnd, AttemptStart, Claimed, JobEnd, Lease, Started, StoreError};
+
+mod conclude;
 
 /// The attempt being concluded.
 enum Attempt {
@@ -32,8 +30,20 @@ enum Attempt {
 
 /// What the job loop does after a step.
 enum Flow {
-    Next,
+    /// Go on at this position.
+    At(usize),
+    /// This step's attempt has started (with the previous step's end): run it.
+    Started(Box<Prepared>, i64),
     Stop,
+}
+
+/// A step ready to start: what it runs, under which locks, and the record of its start.
+struct Prepared {
+    position: usize,
+    step: StepName,
+    action: Action,
+    locks: Vec<String>,
+    start: AttemptStart,
 }
 
 /// The state of one job while this worker holds it.
@@ -47,9 +57,11 @@ struct JobRun {
     password: Option<String>,
     stop: Stop,
     steps: Vec<StepName>,
-    /// Per position: failures so far, and the note of a succeeded step (for the summary).
+    /// Per position: failures so far, the note of a succeeded step (for the summary), and
+    /// whether the step had already succeeded (or was skipped) when the job was claimed.
     failures: Vec<i64>,
     notes: Vec<Option<String>>,
+    done: Vec<bool>,
 }
 
 /// Runs a claimed job until it finishes, is rescheduled or given back, or the lease is lost.
@@ -105,17 +117,35 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
             .iter()
             .map(|s| note_of(s.output.as_deref()))
             .collect(),
+        done: claimed
+            .steps
+            .iter()
+            .map(|s| matches!(s.status.as_str(), "succeeded" | "skipped"))
+            .collect(),
     };
     tracing::info!(job.id = %run.lease.job_id, job.attempt = run.lease.attempt, "job claimed");
-    for (position, record) in claimed.steps.iter().enumerate() {
-        if matches!(record.status.as_str(), "succeeded" | "skipped") {
-            continue;
-        }
-        if !run.may_start_step(position).await? {
-            return Ok(());
-        }
-        if let Flow::Stop = run.step(position).await? {
-            return Ok(());
+    let mut position = 0;
+    let mut started = None;
+    loop {
+        let flow = match started.take() {
+            Some((prepared, id)) => run.execute(prepared, id).await?,
+            None => {
+                while run.done.get(position) == Some(&true) {
+                    position += 1;
+                }
+                if position >= run.steps.len() {
+                    break;
+                }
+                if !run.may_start_step(position).await? {
+                    return Ok(());
+                }
+                run.step(position).await?
+            }
+        };
+        match flow {
+            Flow::At(next) => position = next,
+            Flow::Started(prepared, id) => started = Some((*prepared, id)),
+            Flow::Stop => return Ok(()),
         }
     }
     // Every step had already succeeded (the last one ends the job itself, so this is rare).
@@ -156,49 +186,52 @@ impl JobRun {
     }
 
     async fn step(&mut self, position: usize) -> Result<Flow, StoreError> {
+        let prepared = match self.prepare(position) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                end(&self.shared, &self.lease, self.meta(), failed_end(&error)).await?;
+                return Ok(Flow::Stop);
+            }
+        };
+        if let Action::Record { output, note } = prepared.action {
+            // Nothing runs: the whole attempt is one transaction.
+            let verdict = Verdict::Succeeded { output, note };
+            let attempt = Attempt::Unstarted(prepared.start);
+            return self
+                .conclude(position, attempt, succeeded_without_command(), verdict)
+                .await;
+        }
+        let Some(id) = self.start(prepared.start.clone(), &prepared.locks).await? else {
+            return Ok(Flow::Stop);
+        };
+        self.execute(prepared, id).await
+    }
+
+    /// What the step at `position` runs, under which locks; an error ends the job.
+    fn prepare(&self, position: usize) -> Result<Prepared, JobError> {
         let step = self.steps[position];
         let flavor = Flavor {
             legacy_mysql_flag: self.shared.legacy_mysql_flag.load(Ordering::Relaxed),
         };
-        let action = match plan::action(
+        let action = plan::action(
             step,
             &self.input,
             self.password.as_deref(),
             &self.shared.settings,
             flavor,
-        ) {
-            Ok(action) => action,
-            Err(e) => {
-                let kind = match e {
-                    PlanError::PasswordGone => "secret_expired",
-                    PlanError::RbacUnavailable(_) => "rbac_unavailable",
-                    PlanError::Mismatch { .. } => "internal",
-                };
-                let error = JobError {
-                    step: step.as_str().into(),
-                    kind: kind.into(),
-                    detail: e.to_string(),
-                };
-                end(&self.shared, &self.lease, self.meta(), failed_end(&error)).await?;
-                return Ok(Flow::Stop);
+        )
+        .map_err(|e| JobError {
+            step: step.as_str().into(),
+            kind: match e {
+                PlanError::PasswordGone => "secret_expired",
+                PlanError::RbacUnavailable(_) => "rbac_unavailable",
+                PlanError::Mismatch { .. } => "internal",
             }
-        };
+            .into(),
+            detail: e.to_string(),
+        })?;
         let locks = plan::locks(step, &self.input, &action);
-        self.run_action(position, step, action, &locks).await
-    }
-
-    /// Takes the step's locks and records the attempt's start, runs it, and records its end
-    /// (which releases the locks).
-    async fn run_action(
-        &mut self,
-        position: usize,
-        step: StepName,
-        action: Action,
-        locks: &[String],
-    ) -> Result<Flow, StoreError> {
-        let summary = plan::describe(step, &self.input);
-        let started = Instant::now();
-        let (command, stdin) = match &action {
+        let (command, stdin_preview) = match &action {
             Action::Run {
                 spec,
                 stdin_preview,
@@ -223,22 +256,35 @@ impl JobRun {
             position: position as i64,
             step: step.as_str().to_string(),
             command,
-            stdin_preview: stdin,
-            summary,
+            stdin_preview,
+            summary: plan::describe(step, &self.input),
         };
-        if let Action::Record { output, note } = action {
-            // Nothing runs: the whole attempt is one transaction.
-            let verdict = Verdict::Succeeded { output, note };
-            let attempt = Attempt::Unstarted(start);
-            return self
-                .conclude(position, attempt, succeeded_without_command(), verdict)
-                .await;
-        }
-        let Some(id) = self.start(start, locks).await? else {
-            return Ok(Flow::Stop);
-        };
+        Ok(Prepared {
+            position,
+            step,
+            action,
+            locks,
+            start,
+        })
+    }
+
+    /// Runs a started attempt and records its end.
+    async fn execute(&mut self, prepared: Prepared, id: i64) -> Result<Flow, StoreError> {
+        let Prepared {
+            position,
+            step,
+            action,
+            ..
+        } = prepared;
+        let started = Instant::now();
         let (mut end, verdict) = match action {
-            Action::Record { .. } => unreachable!("recorded above"),
+            Action::Record { .. } => (
+                succeeded_without_command(),
+                Verdict::Permanent {
+                    kind: "internal",
+                    detail: "a step with nothing to run was started".into(),
+                },
+            ),
             Action::Run { spec, confirm, .. } => {
                 let mut result = self.cli().run(&spec).await;
                 if matches!(step, StepName::AddNamespace | StepName::UpdateNamespace)
@@ -384,125 +430,6 @@ impl JobRun {
             }
             Err(e) => (failed_without_command(&e.to_string()), spawn_failure(&e)),
         })
-    }
-
-    /// Records the attempt and decides what happens to the step and the job.
-    async fn conclude(
-        &mut self,
-        position: usize,
-        attempt: Attempt,
-        mut end: AttemptEnd,
-        verdict: Verdict,
-    ) -> Result<Flow, StoreError> {
-        let step = self.steps[position];
-        let settings = self.shared.settings.clone();
-        if end.error_kind.is_none() {
-            end.error_kind = verdict.error_kind();
-        }
-        let (step_end, job_end) = match verdict {
-            Verdict::Interrupted => match self.stop.reason() {
-                Some(StopReason::Canceled) => {
-                    end.outcome = "canceled";
-                    (
-                        StepEnd::Canceled,
-                        JobEnd::Canceled {
-                            summary: format!("Canceled during {}.", step.as_str()),
-                        },
-                    )
-                }
-                Some(StopReason::Shutdown) => {
-                    end.outcome = "interrupted";
-                    let reason = format!(
-                        "shutdown: {} was stopped after the grace period",
-                        step.as_str()
-                    );
-                    (
-                        StepEnd::Pending { counted: false },
-                        JobEnd::Requeue { reason },
-                    )
-                }
-                // The new owner records the interruption; this worker writes nothing more.
-                Some(StopReason::LeaseLost) | None => return Ok(Flow::Stop),
-            },
-            Verdict::Succeeded { mut output, note } => {
-                output["note"] = json!(note);
-                self.notes[position] = Some(note);
-                let job = if position + 1 == self.steps.len() {
-                    JobEnd::Succeeded {
-                        summary: self.summary(),
-                    }
-                } else {
-                    JobEnd::Continue
-                };
-                (
-                    StepEnd::Succeeded {
-                        output: Some(output.to_string()),
-                    },
-                    job,
-                )
-            }
-            Verdict::Transient { kind, detail } => {
-                self.failures[position] += 1;
-                let failures = self.failures[position];
-                if failures >= i64::from(settings.max_attempts) {
-                    let detail = format!("gave up after {failures} attempts: {detail}");
-                    (
-                        StepEnd::Failed,
-                        failed_end(&JobError {
-                            step: step.as_str().into(),
-                            kind: kind.into(),
-                            detail,
-                        }),
-                    )
-                } else {
-                    let delay = backoff(settings.retry_base, settings.retry_max, failures);
-                    (
-                        StepEnd::Pending { counted: true },
-                        JobEnd::Retry {
-                            delay,
-                            reason: detail,
-                        },
-                    )
-                }
-            }
-            Verdict::Permanent { kind, detail } => (
-                StepEnd::Failed,
-                failed_end(&JobError {
-                    step: step.as_str().into(),
-                    kind: kind.into(),
-                    detail,
-                }),
-            ),
-        };
-        let store = &self.shared.store;
-        let ttl = settings.credentials_ttl;
-        let kept = match attempt {
-            Attempt::Started(id) => {
-                // Its locks go with it.
-                store
-                    .finish_attempt(&self.lease, id, &end, &step_end, &job_end, ttl)
-                    .await?
-            }
-            Attempt::Unstarted(start) => {
-                store
-                    .record_attempt(&self.lease, start, &end, &step_end, &job_end, ttl)
-                    .await?
-            }
-        };
-        if !kept {
-            tracing::warn!(job.id = %self.lease.job_id, step = step.as_str(), "lease lost; result of the attempt discarded");
-            return Ok(Flow::Stop);
-        }
-        tracing::info!(job.id = %self.lease.job_id, step = step.as_str(), outcome = end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
-        let elapsed = Duration::from_millis(u64::try_from(end.duration_ms).unwrap_or(0));
-        crate::telemetry::step_attempt(step.as_str(), end.outcome, elapsed);
-        record_finish(&self.kind, self.created_at, &job_end);
-        if matches!(job_end, JobEnd::Continue) {
-            return Ok(Flow::Next);
-        }
-        // The job left this worker: another one may be able to take what it waited for.
-        self.shared.wake.notify_one();
-        Ok(Flow::Stop)
     }
 
     fn summary(&self) -> String {
