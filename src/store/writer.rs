@@ -4,10 +4,11 @@
 //! SQLite has one write lock per database. Writers that compete for it through a pool do not
 //! queue: a loser sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) and tries again, so under
 //! load most of a write's latency is sleeping, and each write pays its own fsync. Here writes
-//! queue in memory instead. The thread takes every operation waiting in the queue, runs each in
-//! its own savepoint inside one `BEGIN IMMEDIATE` transaction, and commits them with one fsync.
-//! While that fsync runs, the next operations queue up, so batches grow with the load by
-//! themselves; nothing waits for a timer.
+//! queue in memory instead. The thread takes the operations from the queue one after the other,
+//! each in its own savepoint inside one `BEGIN IMMEDIATE` transaction, until the queue is empty
+//! (operations queued while the batch runs join it), and commits them with one fsync. While that
+//! fsync runs, the next operations queue up, so batches grow with the load by themselves; nothing
+//! waits for a timer.
 //!
 //! The writer is a plain thread with a synchronous connection (rusqlite), not an async task:
 //! a statement is then a function call, where an async driver hands every statement to the
@@ -159,26 +160,33 @@ impl Writer {
 }
 
 fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
-    let mut batch: Vec<Op> = Vec::new();
     while let Ok(msg) = rx.recv() {
         let mut close = None;
         match msg {
-            Msg::Op(op) => batch.push(op),
+            Msg::Op(first) => {
+                let mut taken = 1;
+                let mut more = || {
+                    if close.is_some() || taken >= MAX_BATCH {
+                        return None;
+                    }
+                    match rx.try_recv() {
+                        Ok(Msg::Op(op)) => {
+                            taken += 1;
+                            Some(op)
+                        }
+                        Ok(Msg::Close(ack)) => {
+                            close = Some(ack);
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                };
+                if commit(&conn, first, &mut more) {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    crate::telemetry::write_batch(taken);
+                }
+            }
             Msg::Close(ack) => close = Some(ack),
-        }
-        while close.is_none() && batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Op(op)) => batch.push(op),
-                Ok(Msg::Close(ack)) => close = Some(ack),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            let size = batch.len();
-            if commit(&conn, std::mem::take(&mut batch)) {
-                commits.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::write_batch(size);
-            }
         }
         if let Some(ack) = close {
             // Operations queued after the close request get `Closed` when dropped.
@@ -192,36 +200,26 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
     }
 }
 
-/// Runs one batch in one transaction; `true` when something was committed.
-fn commit(conn: &Connection, ops: Vec<Op>) -> bool {
-    let single = ops.len() == 1;
+/// Runs `first`, then whatever `more` yields (operations queued meanwhile join the batch until
+/// the queue is empty), each in its own savepoint, and commits them in one transaction.
+/// Returns `true` when the batch was committed.
+fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let e = Arc::new(e);
-        ops.into_iter()
-            .for_each(|op| (op(None).answer)(Err(e.clone())));
+        (first(None).answer)(Err(Arc::new(e)));
         return false;
     }
-    let mut answers = Vec::with_capacity(ops.len());
-    let mut ops = ops.into_iter();
+    let mut answers = Vec::new();
     let mut broken = None;
-    for op in ops.by_ref() {
-        if !single && let Err(e) = conn.execute_batch("SAVEPOINT op") {
+    let mut next = Some(first);
+    while let Some(op) = next.take() {
+        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
             let e = Arc::new(e);
             (op(None).answer)(Err(e.clone()));
             broken = Some(e);
             break;
         }
         let ran = op(Some(conn));
-        if single && !ran.keep {
-            // Nothing to commit. The rollback fails only if SQLite already rolled back itself.
-            let _ = conn.execute_batch("ROLLBACK");
-            (ran.answer)(Ok(()));
-            return false;
-        }
         answers.push(ran.answer);
-        if single {
-            continue;
-        }
         let end = if ran.keep {
             "RELEASE op"
         } else {
@@ -232,17 +230,15 @@ fn commit(conn: &Connection, ops: Vec<Op>) -> bool {
             broken = Some(Arc::new(e));
             break;
         }
+        next = more();
     }
     let outcome = match broken {
         Some(e) => Err(e),
         None => conn.execute_batch("COMMIT").map_err(Arc::new),
     };
-    if let Err(e) = &outcome {
+    if outcome.is_err() && !conn.is_autocommit() {
         // Leave the connection in autocommit mode whatever state the failure left it in.
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        ops.for_each(|op| (op(None).answer)(Err(e.clone())));
+        let _ = conn.execute_batch("ROLLBACK");
     }
     let committed = outcome.is_ok();
     answers
