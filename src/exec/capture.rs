@@ -82,14 +82,16 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
     mut capture: Capture,
     stop: CancellationToken,
 ) -> Capture {
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Read into spare capacity: zeroing a whole chunk first would cost more than most outputs.
+    let mut buf = Vec::with_capacity(READ_CHUNK);
     loop {
+        buf.clear();
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            read = reader.read(&mut buf) => match read {
+            read = reader.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(n) => capture.push(&buf[..n]),
+                Ok(_) => capture.push(&buf),
             },
         }
     }

@@ -1,8 +1,10 @@
 //! The `run` loop: spawn in a new process group, feed stdin, capture output, enforce the timeout
 //! and cancellation, and leave no process of the group behind.
 
+use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,6 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use super::capture::{Capture, read_stream};
 use super::group::ProcessGroup;
@@ -64,21 +65,26 @@ pub async fn run(
     let mut group = ProcessGroup::new(child_pid(&child));
     tracing::debug!(%command, pid = child.id(), "spawned");
 
+    // The pipes are read and stdin is fed by this task itself (no task per pipe): for the short
+    // runs of the CLIs, handing the work to other tasks cost more than the work.
     let stop_reading = CancellationToken::new();
-    let stdout = start_reader(child.stdout.take(), limits, &stop_reading);
-    let stderr = start_reader(child.stderr.take(), limits, &stop_reading);
-    let _stdin_writer = match (child.stdin.take(), &spec.stdin) {
-        (Some(pipe), Some(bytes)) => Some(AbortOnDropHandle::new(tokio::spawn(feed_stdin(
-            pipe,
-            bytes.clone(),
-        )))),
-        _ => None,
-    };
+    let io = pump(
+        read_pipe(child.stdout.take(), limits, &stop_reading),
+        read_pipe(child.stderr.take(), limits, &stop_reading),
+        feed_stdin(child.stdin.take(), spec.stdin.as_deref()),
+    );
+    tokio::pin!(io);
+    let mut captures = None;
 
-    let outcome = tokio::select! {
-        status = child.wait() => Outcome::Exited(status),
-        () = tokio::time::sleep(spec.timeout) => Outcome::TimedOut,
-        () = cancel.cancelled() => Outcome::Canceled,
+    let timeout = tokio::time::sleep(spec.timeout);
+    tokio::pin!(timeout);
+    let outcome = loop {
+        tokio::select! {
+            status = child.wait() => break Outcome::Exited(status),
+            () = &mut timeout => break Outcome::TimedOut,
+            () = cancel.cancelled() => break Outcome::Canceled,
+            done = &mut io, if captures.is_none() => captures = Some(done),
+        }
     };
     let (termination, leader_reaped) = match outcome {
         Outcome::Exited(Ok(status)) => (termination_of(status), true),
@@ -91,32 +97,31 @@ pub async fn run(
         }
         Outcome::TimedOut => {
             tracing::warn!(%command, timeout = ?spec.timeout, "command timed out, terminating");
-            (
-                Termination::TimedOut,
-                group.terminate(&mut child, limits.kill_grace).await,
-            )
+            let reaped = terminate(&mut group, &mut child, limits, &mut io, &mut captures).await;
+            (Termination::TimedOut, reaped)
         }
         Outcome::Canceled => {
             tracing::info!(%command, "command canceled, terminating");
-            (
-                Termination::Canceled,
-                group.terminate(&mut child, limits.kill_grace).await,
-            )
+            let reaped = terminate(&mut group, &mut child, limits, &mut io, &mut captures).await;
+            (Termination::Canceled, reaped)
         }
     };
 
     // Let the readers finish what is buffered in the pipes, but not wait for a grandchild that
     // keeps them open: after the drain window, kill the rest of the group and stop reading.
-    let readers = async { tokio::join!(finish(stdout), finish(stderr)) };
-    tokio::pin!(readers);
-    let (stdout, stderr) = tokio::select! {
-        captures = &mut readers => captures,
-        () = tokio::time::sleep(DRAIN_WINDOW) => {
-            tracing::debug!(%command, "output still open after the child exited, killing group");
-            group.kill(false).await;
-            stop_reading.cancel();
-            readers.await
-        }
+    let (stdout, stderr) = match captures {
+        Some(done) => done,
+        None => tokio::select! {
+            // Output first: when it is already complete, the drain timer is never even armed.
+            biased;
+            done = &mut io => done,
+            () = tokio::time::sleep(DRAIN_WINDOW) => {
+                tracing::debug!(%command, "output still open after the child exited, killing group");
+                group.kill(false).await;
+                stop_reading.cancel();
+                io.await
+            }
+        },
     };
     group.kill(leader_reaped).await;
 
@@ -175,27 +180,68 @@ fn child_pid(child: &Child) -> Pid {
     Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"))
 }
 
-type Reader = AbortOnDropHandle<Capture>;
-
-fn start_reader<R>(pipe: Option<R>, limits: &ExecLimits, stop: &CancellationToken) -> Option<Reader>
+/// Stops the group (see [`ProcessGroup::terminate`]) while still reading its output, so that a
+/// child flushing on SIGTERM does not block on a full pipe. Returns whether the leader was reaped.
+async fn terminate<F>(
+    group: &mut ProcessGroup,
+    child: &mut Child,
+    limits: &ExecLimits,
+    io: &mut Pin<&mut F>,
+    captures: &mut Option<F::Output>,
+) -> bool
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    F: Future,
 {
-    let capture = Capture::new(limits.max_output_chars);
-    pipe.map(|pipe| AbortOnDropHandle::new(tokio::spawn(read_stream(pipe, capture, stop.clone()))))
-}
-
-async fn feed_stdin(mut pipe: ChildStdin, bytes: Vec<u8>) {
-    // Errors (typically EPIPE: the child exited without reading everything) are not ours to
-    // report; the child's exit status tells the story.
-    if pipe.write_all(&bytes).await.is_ok() {
-        let _ = pipe.shutdown().await;
+    let stopping = group.terminate(child, limits.kill_grace);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            reaped = &mut stopping => return reaped,
+            done = io.as_mut(), if captures.is_none() => *captures = Some(done),
+        }
     }
 }
 
-/// Waits for a reader's capture (`None` if there was no pipe or the reader panicked).
-async fn finish(reader: Option<Reader>) -> Option<Capture> {
-    reader?.await.ok()
+/// Reads both output pipes to their end while feeding stdin. Completes when both readers are done,
+/// whether or not stdin was written in full (the child may exit without reading it all).
+async fn pump(
+    stdout: impl Future<Output = Option<Capture>>,
+    stderr: impl Future<Output = Option<Capture>>,
+    stdin: impl Future<Output = ()>,
+) -> (Option<Capture>, Option<Capture>) {
+    let readers = async { tokio::join!(stdout, stderr) };
+    tokio::pin!(readers, stdin);
+    let mut fed = false;
+    loop {
+        tokio::select! {
+            captures = &mut readers => return captures,
+            () = &mut stdin, if !fed => fed = true,
+        }
+    }
+}
+
+/// Reads `pipe` to its end (`None` if there is no pipe).
+async fn read_pipe<R>(
+    pipe: Option<R>,
+    limits: &ExecLimits,
+    stop: &CancellationToken,
+) -> Option<Capture>
+where
+    R: AsyncRead + Unpin,
+{
+    let capture = Capture::new(limits.max_output_chars);
+    Some(read_stream(pipe?, capture, stop.clone()).await)
+}
+
+async fn feed_stdin(pipe: Option<ChildStdin>, bytes: Option<&[u8]>) {
+    let (Some(mut pipe), Some(bytes)) = (pipe, bytes) else {
+        return;
+    };
+    // Errors (typically EPIPE: the child exited without reading everything) are not ours to
+    // report; the child's exit status tells the story.
+    if pipe.write_all(bytes).await.is_ok() {
+        let _ = pipe.shutdown().await;
+    }
 }
 
 fn render(capture: Option<Capture>, spec: &CommandSpec, limits: &ExecLimits) -> String {
