@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -36,14 +36,49 @@ pub fn render() -> String {
 }
 
 /// One HTTP request, by matched route (never the raw path, to bound cardinality).
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.to_string()),
-        ("status", status.to_string()),
-    ];
+///
+/// `route` is shared rather than copied: labels are built on every request.
+pub fn http_request(method: &str, route: SharedString, status: u16, elapsed: Duration) {
+    let method = http_method(method).map_or_else(
+        || SharedString::from_owned(method.to_owned()),
+        SharedString::const_str,
+    );
+    let status = http_status(status).map_or_else(
+        || SharedString::from_owned(status.to_string()),
+        SharedString::const_str,
+    );
+    let labels = [("method", method), ("route", route), ("status", status)];
     counter!("http_requests_total", &labels).increment(1);
     histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+}
+
+fn http_method(method: &str) -> Option<&'static str> {
+    ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        .into_iter()
+        .find(|m| *m == method)
+}
+
+/// The status codes this API answers with, as label values that need no allocation.
+fn http_status(status: u16) -> Option<&'static str> {
+    Some(match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return None,
+    })
 }
 
 pub fn job_submitted(kind: &str) {

@@ -48,7 +48,7 @@ async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = extract::query(q.as_deref(), &["wait"])?;
     let wait = match params.get("wait") {
         None => None,
@@ -63,7 +63,7 @@ async fn status(
     };
     let Some(wait) = wait else {
         let (job, steps) = find_with_steps(&state, &id).await?;
-        return Ok(Json(views::job_status(&job, &steps)));
+        return Ok(Json(views::job_status(&job, &steps)).into_response());
     };
     // Subscribe before the first read so that no change between the read and the wait is missed.
     let mut changes = state.store.subscribe();
@@ -83,7 +83,7 @@ async fn status(
         }
     }
     let steps = state.store.steps(&job.id).await?;
-    Ok(Json(views::job_status(&job, &steps)))
+    Ok(Json(views::job_status(&job, &steps)).into_response())
 }
 
 /// The job and its steps, read together.

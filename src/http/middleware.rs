@@ -1,11 +1,13 @@
 //! Request ids, the one log line per request, and admin-key authentication.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::SharedString;
 
 use super::{ApiError, AppState};
 
@@ -29,14 +31,31 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 
 /// The route a request matched (its pattern, e.g. `/jobs/{id}`), for metrics and logs.
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
+pub struct RouteLabel(pub SharedString);
+
+/// The metric label of a route pattern: one shared copy per pattern, so that labelling a
+/// request allocates nothing. Patterns are the router's own, so the set is small and fixed.
+fn route_label(route: &str) -> SharedString {
+    static ROUTES: RwLock<Vec<Arc<str>>> = RwLock::new(Vec::new());
+    let find = |routes: &[Arc<str>]| routes.iter().find(|r| ***r == *route).cloned();
+    let known = find(&ROUTES.read().unwrap_or_else(PoisonError::into_inner));
+    let shared = known.unwrap_or_else(|| {
+        let mut routes = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+        find(&routes).unwrap_or_else(|| {
+            let new: Arc<str> = Arc::from(route);
+            routes.push(new.clone());
+            new
+        })
+    });
+    SharedString::from_shared(shared)
+}
 
 /// Runs inside the router, where the matched route is known, and hands it to the response.
 pub async fn label_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string());
+        .map(|m| route_label(m.as_str()));
     let mut response = next.run(req).await;
     if let Some(route) = route {
         response.extensions_mut().insert(RouteLabel(route));
@@ -63,7 +82,7 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     let route = response
         .extensions()
         .get::<RouteLabel>()
-        .map_or("unmatched", |r| r.0.as_str());
+        .map_or(SharedString::const_str("unmatched"), |r| r.0.clone());
     let status = response.status().as_u16();
     crate::telemetry::http_request(method.as_str(), route, status, started.elapsed());
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -1,6 +1,7 @@
 //! The JSON shapes of jobs, steps and results.
 
 use chrono::{DateTime, SecondsFormat};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::store::{AttemptRecord, JobRecord, SecretRecord, StepRecord, now_ms};
@@ -24,46 +25,114 @@ pub fn result_url(id: &str) -> String {
     format!("/jobs/{id}/result")
 }
 
-/// The answer to a submission (202, or 200 on an idempotent replay).
-pub fn accepted(job_id: &str, kind: &str, status: &str) -> Value {
-    json!({"job_id": job_id, "kind": kind, "status": status,
-           "status_url": status_url(job_id), "result_url": result_url(job_id)})
+/// The answer to a submission (202, or 200 on an idempotent replay). Fields in alphabetical
+/// order, as the `json!` object this replaced printed them.
+#[derive(Debug, Serialize)]
+pub struct Accepted<'a> {
+    job_id: &'a str,
+    kind: &'a str,
+    result_url: String,
+    status: &'a str,
+    status_url: String,
 }
 
-/// `GET /jobs/{id}`.
-pub fn job_status(job: &JobRecord, steps: &[StepRecord]) -> Value {
-    let mut v = job_summary(job);
-    v["steps"] = json!(steps.iter().map(step_status).collect::<Vec<_>>());
-    v
+pub fn accepted<'a>(job_id: &'a str, kind: &'a str, status: &'a str) -> Accepted<'a> {
+    Accepted {
+        job_id,
+        kind,
+        result_url: result_url(job_id),
+        status,
+        status_url: status_url(job_id),
+    }
+}
+
+/// `GET /jobs/{id}` ([`job_status`]) and the items of `GET /jobs` ([`job_summary`], which add
+/// `username` and `namespace`).
+///
+/// Typed rather than a `serde_json::Value`, so that a poll serializes straight from the records.
+/// Fields are declared in alphabetical order, as a `Value` object prints them, so the bytes are
+/// the same as when this was built with `json!`.
+#[derive(Debug, Serialize)]
+pub struct JobSummary<'a> {
+    attempts: i64,
+    created_at: String,
+    current_step: Option<&'a str>,
+    error: Option<Value>,
+    finished_at: Option<String>,
+    job_id: &'a str,
+    kind: &'a str,
+    next_attempt_at: Option<String>,
+    request_id: &'a str,
+    result_url: String,
+    started_at: Option<String>,
+    status: &'a str,
+    status_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<StepStatus<'a>>>,
+    submitted_by: &'a str,
+    summary: Option<&'a str>,
+    updated_at: String,
+}
+
+/// One step of [`job_status`].
+#[derive(Debug, Serialize)]
+pub struct StepStatus<'a> {
+    attempts: i64,
+    exit_code: Option<i64>,
+    finished_at: Option<String>,
+    name: &'a str,
+    started_at: Option<String>,
+    status: &'a str,
+}
+
+/// `GET /jobs/{id}`: the summary with the steps.
+pub fn job_status<'a>(job: &'a JobRecord, steps: &'a [StepRecord]) -> JobSummary<'a> {
+    JobSummary {
+        steps: Some(steps.iter().map(step_status).collect()),
+        ..summary(job)
+    }
 }
 
 /// The job status without its steps (the items of `GET /jobs`).
 pub fn job_summary(job: &JobRecord) -> Value {
-    let waiting = job.status == "queued" && job.run_at > now_ms();
-    json!({
-        "job_id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "created_at": rfc3339(job.created_at),
-        "started_at": opt_time(job.started_at),
-        "finished_at": opt_time(job.finished_at),
-        "updated_at": rfc3339(job.updated_at),
-        "attempts": job.attempt,
-        "next_attempt_at": if waiting { json!(rfc3339(job.run_at)) } else { Value::Null },
-        "current_step": job.current_step,
-        "summary": job.summary,
-        "error": job.error.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()),
-        "submitted_by": job.submitted_by,
-        "request_id": job.request_id,
-        "status_url": status_url(&job.id),
-        "result_url": result_url(&job.id),
-    })
+    serde_json::to_value(summary(job)).unwrap_or(Value::Null)
 }
 
-fn step_status(s: &StepRecord) -> Value {
-    json!({"name": s.name, "status": s.status, "attempts": s.attempts,
-           "started_at": opt_time(s.started_at), "finished_at": opt_time(s.finished_at),
-           "exit_code": s.exit_code})
+fn summary(job: &JobRecord) -> JobSummary<'_> {
+    let waiting = job.status == "queued" && job.run_at > now_ms();
+    JobSummary {
+        attempts: job.attempt,
+        created_at: rfc3339(job.created_at),
+        current_step: job.current_step.as_deref(),
+        error: job
+            .error
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok()),
+        finished_at: job.finished_at.map(rfc3339),
+        job_id: &job.id,
+        kind: &job.kind,
+        next_attempt_at: waiting.then(|| rfc3339(job.run_at)),
+        request_id: &job.request_id,
+        result_url: result_url(&job.id),
+        started_at: job.started_at.map(rfc3339),
+        status: &job.status,
+        status_url: status_url(&job.id),
+        steps: None,
+        submitted_by: &job.submitted_by,
+        summary: job.summary.as_deref(),
+        updated_at: rfc3339(job.updated_at),
+    }
+}
+
+fn step_status(s: &StepRecord) -> StepStatus<'_> {
+    StepStatus {
+        attempts: s.attempts,
+        exit_code: s.exit_code,
+        finished_at: s.finished_at.map(rfc3339),
+        name: &s.name,
+        started_at: s.started_at.map(rfc3339),
+        status: &s.status,
+    }
 }
 
 /// One step of a result: its last attempt, plus step-specific output fields.
