@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::read::{JOB_COLUMNS, STEP_COLUMNS};
-use super::{Claimed, JobRecord, Result, StepRecord, Store, Write, event, ms, now_ms};
+use super::read::{JOB_COLUMNS, STEP_COLUMNS, job_from_row, step_from_row};
+use super::{Claimed, Result, Store, Write, event, ms, now_ms};
 
 /// Proof that a worker holds a job: every fenced write names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,46 +217,6 @@ fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Clai
         password,
         taken_over: previous_owner.is_some(),
     }))
-}
-
-/// A `jobs` row read with `JOB_COLUMNS`.
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
-    Ok(JobRecord {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        status: r.get(2)?,
-        inputs: r.get(3)?,
-        username: r.get(4)?,
-        namespace: r.get(5)?,
-        summary: r.get(6)?,
-        error: r.get(7)?,
-        submitted_by: r.get(8)?,
-        request_id: r.get(9)?,
-        created_at: r.get(10)?,
-        started_at: r.get(11)?,
-        finished_at: r.get(12)?,
-        updated_at: r.get(13)?,
-        attempt: r.get(14)?,
-        run_at: r.get(15)?,
-        lease_owner: r.get(16)?,
-        cancel_requested: r.get(17)?,
-        current_step: r.get(18)?,
-    })
-}
-
-/// A `job_steps` row read with `STEP_COLUMNS`.
-fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
-    Ok(StepRecord {
-        position: r.get(0)?,
-        name: r.get(1)?,
-        status: r.get(2)?,
-        attempts: r.get(3)?,
-        failures: r.get(4)?,
-        started_at: r.get(5)?,
-        finished_at: r.get(6)?,
-        exit_code: r.get(7)?,
-        output: r.get(8)?,
-    })
 }
 
 fn recover(tx: &Connection, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {

@@ -12,6 +12,7 @@ mod locks;
 mod model;
 mod prune;
 mod read;
+mod readers;
 mod run;
 mod submit;
 mod writer;
@@ -68,6 +69,8 @@ pub struct Store {
     pool: SqlitePool,
     /// The one connection that writes (see `writer`).
     writer: Writer,
+    /// Connections for the point reads of the request path (see `readers`).
+    readers: std::sync::Arc<readers::Readers>,
     /// Notified when a write that releases resource locks is queued.
     locks_released: std::sync::Arc<tokio::sync::Notify>,
     /// Ids of jobs whose status or current step may have changed, sent after each commit.
@@ -124,6 +127,7 @@ impl Store {
         Ok(Store {
             pool,
             writer,
+            readers: std::sync::Arc::new(readers::Readers::new(path)),
             locks_released: Default::default(),
             changes,
         })

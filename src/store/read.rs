@@ -9,14 +9,6 @@ pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namesp
     lease_owner, cancel_requested, current_step";
 pub(super) const STEP_COLUMNS: &str =
     "position, name, status, attempts, failures, started_at, finished_at, exit_code, output";
-/// A job and its steps (in the order of `STEP_COLUMNS`, as a JSON array of arrays).
-const JOB_WITH_STEPS_SQL: &str = "SELECT id, kind, status, inputs, username, namespace, summary, error, \
-    submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
-    lease_owner, cancel_requested, current_step, \
-    (SELECT json_group_array(json_array(position, name, status, attempts, failures, started_at, \
-            finished_at, exit_code, output) ORDER BY position) \
-       FROM job_steps WHERE job_id = jobs.id) AS steps \
-    FROM jobs WHERE id = ?";
 pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
     outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
 
@@ -31,61 +23,16 @@ impl Store {
         )
     }
 
-    /// The job with this id and its steps in order, read with one statement (the status poll).
+    /// The job with this id and its steps in order (the status poll), read in one transaction
+    /// on a connection of the calling task (see `readers`).
     pub async fn job_with_steps(&self, id: &str) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
-        let row: Option<(JobRecord, String)> = sqlx::query(JOB_WITH_STEPS_SQL)
-            .bind(id)
-            .try_map(|row: sqlx::sqlite::SqliteRow| {
-                use sqlx::{FromRow, Row};
-                Ok((JobRecord::from_row(&row)?, row.try_get("steps")?))
-            })
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some((job, steps)) = row else {
-            return Ok(None);
-        };
-        type StepRow = (
-            i64,
-            String,
-            String,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<StepRow> = serde_json::from_str(&steps)
-            .map_err(|e| super::StoreError::Corrupt(format!("steps of job {id}: {e}")))?;
-        let steps = rows
-            .into_iter()
-            .map(
-                |(
-                    position,
-                    name,
-                    status,
-                    attempts,
-                    failures,
-                    started_at,
-                    finished_at,
-                    exit_code,
-                    output,
-                )| {
-                    StepRecord {
-                        position,
-                        name,
-                        status,
-                        attempts,
-                        failures,
-                        started_at,
-                        finished_at,
-                        exit_code,
-                        output,
-                    }
-                },
-            )
-            .collect();
-        Ok(Some((job, steps)))
+        self.readers.with(|conn| {
+            // Both reads see the same snapshot.
+            conn.execute_batch("BEGIN")?;
+            let read = read_job_with_steps(conn, id);
+            conn.execute_batch("COMMIT")?;
+            read
+        })
     }
 
     /// The steps of a job, in order.
@@ -191,4 +138,65 @@ impl Store {
             .unwrap_or_default();
         Ok(Some((id, lines)))
     }
+}
+
+fn read_job_with_steps(
+    conn: &rusqlite::Connection,
+    id: &str,
+) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
+    use rusqlite::OptionalExtension;
+    let job = conn
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))?
+        .query_row([id], job_from_row)
+        .optional()?;
+    let Some(job) = job else {
+        return Ok(None);
+    };
+    let steps = conn
+        .prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
+        ))?
+        .query_map([id], step_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some((job, steps)))
+}
+
+/// A `jobs` row read with `JOB_COLUMNS`.
+pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        status: r.get(2)?,
+        inputs: r.get(3)?,
+        username: r.get(4)?,
+        namespace: r.get(5)?,
+        summary: r.get(6)?,
+        error: r.get(7)?,
+        submitted_by: r.get(8)?,
+        request_id: r.get(9)?,
+        created_at: r.get(10)?,
+        started_at: r.get(11)?,
+        finished_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        attempt: r.get(14)?,
+        run_at: r.get(15)?,
+        lease_owner: r.get(16)?,
+        cancel_requested: r.get(17)?,
+        current_step: r.get(18)?,
+    })
+}
+
+/// A `job_steps` row read with `STEP_COLUMNS`.
+pub(super) fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
+    Ok(StepRecord {
+        position: r.get(0)?,
+        name: r.get(1)?,
+        status: r.get(2)?,
+        attempts: r.get(3)?,
+        failures: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        exit_code: r.get(7)?,
+        output: r.get(8)?,
+    })
 }
