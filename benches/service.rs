@@ -206,7 +206,8 @@ impl Options {
     const HELP: &'static str = "cargo bench --bench service [-- OPTIONS]
 
   --runs N            repeat the whole benchmark N times and report medians (1)
-  --workers N         WORKER_CONCURRENCY of the jobs instance and spawn-floor parallelism (cores)
+  --workers N         WORKER_CONCURRENCY of the jobs instance and spawn-floor parallelism (4,
+                      the service's default)
   --clients N         concurrent keep-alive HTTP clients (64)
   --jobs N            jobs of the end-to-end phase (10000)
   --duration S        seconds of each time-bound phase: ceilings, submit, polls (10); each
@@ -237,7 +238,9 @@ impl Options {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
         let mut o = Options {
-            workers: cores(),
+            // The service's default WORKER_CONCURRENCY: more workers than cores, because each
+            // step of a job waits for the commit that records its start before it runs.
+            workers: DEFAULT_WORKERS,
             clients: 64,
             jobs: 10_000,
             duration: Duration::from_secs(10),
@@ -325,6 +328,9 @@ impl Options {
         Ok(o)
     }
 }
+
+/// The service's default `WORKER_CONCURRENCY` (`src/config/raw.rs`).
+const DEFAULT_WORKERS: usize = 4;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
