@@ -1,6 +1,10 @@
 //! All SQL of the service: the SQLite database, its migrations, and small documented functions
 //! for jobs, steps, attempts, events, leases and secrets.
 //!
+//! Every write runs on the one writer thread (`writer`), which commits what is queued together
+//! (group commit); a caller gets its answer after the commit. Reads use read-only connections:
+//! the sqlx pool, or for the status poll a connection used inline (`readers`).
+//!
 //! Every worker write about a job is *fenced*: it runs in a transaction whose first statement
 //! touches the job row only if the writer still holds the lease of that claim
 //! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
@@ -186,11 +190,11 @@ impl Store {
     }
 }
 
-/// Whether a connection returned to the pool can be used again. When a write fails because the
-/// disk is full or read-only, SQLite rolls the transaction back itself; the rollback sqlx then
-/// sends fails, and the connection would believe it is still inside a transaction forever.
-/// Such a connection is dropped (the pool opens a fresh one), so the service recovers by itself
-/// once the condition clears.
+/// Whether a connection returned to the read pool can be used again. When a statement fails
+/// because the disk is full (SQLite needs room for its WAL index even to read), SQLite may roll
+/// the transaction back itself; the rollback sqlx then sends fails, and the connection would
+/// believe it is still inside a transaction forever. Such a connection is dropped (the pool
+/// opens a fresh one), so the service recovers by itself once the condition clears.
 async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
     use sqlx::Connection;
     if !conn.is_in_transaction() {
