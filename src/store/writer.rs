@@ -23,6 +23,7 @@
 //! savepoint and does not affect the others, unless SQLite rolled the whole transaction back
 //! itself (a full disk, say): then the whole batch fails.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -218,9 +219,19 @@ fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) ->
             broken = Some(e);
             break;
         }
-        let ran = op(Some(conn));
-        answers.push(ran.answer);
-        let end = if ran.keep {
+        // A panicking operation (a bug) must not take the writer down with it: its changes are
+        // rolled back, and its caller, whose answer went with the panic, gets `Closed`.
+        let keep = match std::panic::catch_unwind(AssertUnwindSafe(|| op(Some(conn)))) {
+            Ok(ran) => {
+                answers.push(ran.answer);
+                ran.keep
+            }
+            Err(_) => {
+                tracing::error!("a database write panicked; its changes are rolled back");
+                false
+            }
+        };
+        let end = if keep {
             "RELEASE op"
         } else {
             "ROLLBACK TO op; RELEASE op"

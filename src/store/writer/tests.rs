@@ -173,3 +173,31 @@ async fn close_commits_what_is_queued_then_refuses_writes() {
     queued_write.await.unwrap().unwrap();
     assert!(matches!(insert(&s, 3).await, Err(StoreError::Closed)));
 }
+
+#[tokio::test]
+async fn a_panicking_operation_fails_alone_and_the_writer_goes_on() {
+    let (s, _dir) = store().await;
+    let held = hold(&s, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let panicking = queued({
+        let s = s.clone();
+        async move {
+            s.write(|c| -> Result<Write<()>> {
+                exec(c, "INSERT INTO t VALUES (2)")?;
+                panic!("a bug in an operation")
+            })
+            .await
+        }
+    })
+    .await;
+    let after = queued({
+        let s = s.clone();
+        async move { insert(&s, 3).await }
+    })
+    .await;
+    held.await.unwrap().unwrap();
+    assert!(matches!(panicking.await.unwrap(), Err(StoreError::Closed)));
+    after.await.unwrap().unwrap();
+    insert(&s, 4).await.unwrap();
+    assert_eq!(values(&s).await, vec![1, 3, 4]);
+}
