@@ -67,6 +67,14 @@ async fn sigterm_lets_a_running_step_finish_then_the_next_start_resumes_the_job(
     assert_eq!(service.wait_exit(Duration::from_secs(20)), Some(0));
 
     let db = sandbox.db();
+    // A clean exit closes every connection, the writer's last, which checkpoints and removes
+    // the WAL (the poll above opened a reader).
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(
+        !std::path::Path::new(&wal).exists(),
+        "the WAL is left behind"
+    );
     let ok = db_scalar(&db, &format!("SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND step='create_account' AND outcome='succeeded'")).await;
     assert_eq!(ok, 1, "the running step was allowed to finish");
     assert_eq!(

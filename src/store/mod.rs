@@ -186,6 +186,7 @@ impl Store {
     /// Commits the writes already queued and closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.readers.close();
         self.writer.close().await;
     }
 }

@@ -47,6 +47,12 @@ impl Readers {
         result
     }
 
+    /// Closes the idle connections (before the writer's, so that the last one to close, the
+    /// writer's, checkpoints the WAL).
+    pub(super) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn take(&self) -> Option<Connection> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
