@@ -51,33 +51,43 @@ impl Service {
         Self::start_with(sandbox, run, |_| {})
     }
 
-    pub fn start_with(
-        sandbox: &Sandbox,
-        run: u32,
-        configure: impl FnOnce(&mut Command),
-    ) -> Service {
-        let port = free_port();
-        let log = sandbox.path().join(format!("service-{run}.log"));
-        let mut cmd = command(sandbox);
-        cmd.env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        configure(&mut cmd);
-        let child = cmd.spawn().unwrap();
-        let service = Service {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        service.wait_listening();
-        service
+    pub fn start_with(sandbox: &Sandbox, run: u32, configure: impl Fn(&mut Command)) -> Service {
+        // The port comes from `free_port`, so another test's process may take it first: then
+        // this service exits (address in use) and starts again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = sandbox.path().join(format!("service-{run}.log"));
+            let mut cmd = command(sandbox);
+            cmd.env("PORT", port.to_string())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            configure(&mut cmd);
+            let child = cmd.spawn().unwrap();
+            let mut service = Service {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            if service.wait_started(port) {
+                return service;
+            }
+            let logs = service.logs();
+            assert!(logs.contains("in use"), "service exited at start: {logs}");
+        }
+        panic!("no free port for the service after 5 tries");
     }
 
-    fn wait_listening(&self) {
+    /// Waits until this process says it started on `port` (a connection alone could reach
+    /// another test's process); `false` when it exited instead.
+    fn wait_started(&mut self, port: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.base.trim_start_matches("http://")).is_ok() {
-                return;
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            let logs = self.logs();
+            if logs.contains("everestctl-api started") && logs.contains(&format!(":{port}")) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
