@@ -7,7 +7,7 @@
 use sqlx::Arguments;
 use sqlx::sqlite::SqliteArguments;
 
-use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS};
+use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS, JOB_SQL};
 use super::{AttemptRecord, EventRecord, JobRecord, Result, Store, StoreError};
 
 /// Filters of the job list; `None` means "any". Values are compared exactly.
@@ -164,11 +164,10 @@ impl Store {
     /// other); `None` for an unknown id.
     pub async fn history(&self, job_id: &str) -> Result<Option<History>> {
         let mut tx = self.pool.begin().await?;
-        let job: Option<JobRecord> =
-            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let job: Option<JobRecord> = sqlx::query_as(&JOB_SQL)
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(job) = job else {
             return Ok(None);
         };

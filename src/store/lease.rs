@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::read::{JOB_COLUMNS, STEP_COLUMNS, job_from_row, step_from_row};
-use super::{Claimed, Result, Store, Write, event, ms, now_ms};
+use super::read::read_job_with_steps;
+use super::{Claimed, Result, Store, StoreError, Write, event, ms, now_ms};
 
 /// Proof that a worker holds a job: every fenced write names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,9 +189,8 @@ fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Clai
         Some(&worker),
         Some(&detail),
     )?;
-    let job = tx
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))?
-        .query_row([&job_id], job_from_row)?;
+    let (job, steps) = read_job_with_steps(tx, &job_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("claimed job {job_id} cannot be read")))?;
     let password: Option<String> = tx
         .prepare_cached(
             "SELECT password FROM job_secrets WHERE job_id = ? AND (expires_at IS NULL OR expires_at > ?)",
@@ -199,12 +198,6 @@ fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Clai
         .query_row(params![job_id, now], |r| r.get(0))
         .optional()?
         .flatten();
-    let steps = tx
-        .prepare_cached(&format!(
-            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
-        ))?
-        .query_map([&job_id], step_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let lease = Lease {
         job_id,
         owner: worker,

@@ -1,5 +1,7 @@
 //! Reads for the API: a job, its steps, attempts, events and secret.
 
+use std::sync::LazyLock;
+
 use super::{
     AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, Write, now_ms,
 };
@@ -9,18 +11,22 @@ pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namesp
     lease_owner, cancel_requested, current_step";
 pub(super) const STEP_COLUMNS: &str =
     "position, name, status, attempts, failures, started_at, finished_at, exit_code, output";
+/// One job by id, and the steps of one job in order.
+pub(super) static JOB_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"));
+static STEPS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position")
+});
 pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
     outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
 
 impl Store {
     /// The job with this id, if any.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(&JOB_SQL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// The job with this id and its steps in order (the status poll), read in one transaction
@@ -37,12 +43,10 @@ impl Store {
 
     /// The steps of a job, in order.
     pub async fn steps(&self, job_id: &str) -> Result<Vec<StepRecord>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
-        ))
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&STEPS_SQL)
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every attempt of every step of a job, oldest first.
@@ -140,29 +144,29 @@ impl Store {
     }
 }
 
-fn read_job_with_steps(
+/// The job with this id and its steps in order, on a rusqlite connection (a reader's or, in
+/// a write, the writer's).
+pub(super) fn read_job_with_steps(
     conn: &rusqlite::Connection,
     id: &str,
 ) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
     use rusqlite::OptionalExtension;
     let job = conn
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))?
+        .prepare_cached(&JOB_SQL)?
         .query_row([id], job_from_row)
         .optional()?;
     let Some(job) = job else {
         return Ok(None);
     };
     let steps = conn
-        .prepare_cached(&format!(
-            "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = ? ORDER BY position"
-        ))?
+        .prepare_cached(&STEPS_SQL)?
         .query_map([id], step_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Some((job, steps)))
 }
 
 /// A `jobs` row read with `JOB_COLUMNS`.
-pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -187,7 +191,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord>
 }
 
 /// A `job_steps` row read with `STEP_COLUMNS`.
-pub(super) fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
+fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
     Ok(StepRecord {
         position: r.get(0)?,
         name: r.get(1)?,

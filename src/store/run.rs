@@ -131,6 +131,7 @@ pub enum Finished {
 
 impl Store {
     /// Records that a step attempt starts; `None` when the lease is lost.
+    #[cfg(test)]
     pub async fn start_attempt(
         &self,
         lease: &Lease,
@@ -167,24 +168,16 @@ impl Store {
         locks: &[String],
         lock_for: Duration,
     ) -> Result<Started> {
-        let (lease_, locks) = (lease.clone(), locks.to_vec());
+        let locks = locks.to_vec();
         let started = self
-            .write(move |conn| {
-                let lease = &lease_;
-                if !fence(conn, lease)? {
-                    return Ok(Write::Keep(Started::LeaseLost));
-                }
-                if let Some((name, holder)) = take_locks(conn, lease, &locks, lock_for)? {
-                    return Ok(Write::Discard(Started::Busy { name, holder }));
-                }
-                let id = record_start(conn, lease, &start)?;
-                Ok(Write::Keep(Started::Attempt(id)))
+            .fenced(lease, false, move |conn, lease| {
+                Ok(match start_locked(conn, lease, &start, &locks, lock_for)? {
+                    Ok(id) => Started::Attempt(id),
+                    Err((name, holder)) => Started::Busy { name, holder },
+                })
             })
             .await?;
-        if let Started::Attempt(_) = started {
-            self.changed(&lease.job_id);
-        }
-        Ok(started)
+        Ok(started.unwrap_or(Started::LeaseLost))
     }
 
     /// Records a whole attempt that ran nothing (its step had nothing to run) and what follows
@@ -199,29 +192,19 @@ impl Store {
         job: &JobEnd,
         secret_ttl: Duration,
     ) -> Result<bool> {
-        let lease_ = lease.clone();
-        let (attempt, step, job) = (attempt.clone(), step.clone(), job.clone());
+        let ending = (attempt.clone(), step.clone(), job.clone());
         let done = self
-            .write(move |conn| {
-                let lease = &lease_;
-                if !fence(conn, lease)? {
-                    return Ok(Write::Keep(false));
-                }
-                let id = record_start(conn, lease, &start)?;
-                end_attempt(conn, lease, id, &attempt, &step)?;
-                end_job(conn, lease, &job, secret_ttl)?;
-                Ok(Write::Keep(true))
+            .fenced(lease, false, move |conn, lease| {
+                record_whole(conn, lease, &start, &ending, secret_ttl)
             })
             .await?;
-        if done {
-            self.changed(&lease.job_id);
-        }
-        Ok(done)
+        Ok(done.is_some())
     }
 
     /// Records the end of an attempt, its step and what follows for the job, and releases the
     /// job's resource locks, atomically. Returns `false` (and writes nothing) when the lease is
     /// lost.
+    #[cfg(test)]
     pub async fn finish_attempt(
         &self,
         lease: &Lease,
@@ -243,8 +226,9 @@ impl Store {
         Ok(finished != Finished::LeaseLost)
     }
 
-    /// As [`Store::finish_attempt`], then, if the job goes on, `then` in the same transaction.
-    /// A next attempt that cannot take its locks is not started; the end is recorded anyway.
+    /// Records the end of an attempt, its step and what follows for the job, and releases the
+    /// job's resource locks; then, if the job goes on, `then`, all in one transaction. A next
+    /// attempt that cannot take its locks is not started; the end is recorded anyway.
     pub async fn finish_attempt_then(
         &self,
         lease: &Lease,
@@ -252,13 +236,8 @@ impl Store {
         then: Then,
         secret_ttl: Duration,
     ) -> Result<Finished> {
-        let lease_ = lease.clone();
         let finished = self
-            .write_releasing_locks(move |conn| {
-                let lease = &lease_;
-                if !fence(conn, lease)? {
-                    return Ok(Write::Keep(Finished::LeaseLost));
-                }
+            .fenced(lease, true, move |conn, lease| {
                 end_attempt(conn, lease, ending.id, &ending.attempt, &ending.step)?;
                 super::lease::delete_locks(conn, &lease.job_id)?;
                 end_job(conn, lease, &ending.job, secret_ttl)?;
@@ -266,40 +245,24 @@ impl Store {
                     JobEnd::Continue => then,
                     _ => Then::Nothing,
                 };
-                Ok(Write::Keep(match then {
+                Ok(match then {
                     Then::Nothing => Finished::Ended,
                     Then::Start {
                         start,
                         locks,
                         lock_for,
-                    } => {
-                        conn.execute_batch("SAVEPOINT next")?;
-                        match take_locks(conn, lease, &locks, lock_for)? {
-                            Some((name, holder)) => {
-                                conn.execute_batch("ROLLBACK TO next; RELEASE next")?;
-                                Finished::Busy { name, holder }
-                            }
-                            None => {
-                                let id = record_start(conn, lease, &start)?;
-                                conn.execute_batch("RELEASE next")?;
-                                Finished::Started(id)
-                            }
-                        }
-                    }
+                    } => match start_locked(conn, lease, &start, &locks, lock_for)? {
+                        Ok(id) => Finished::Started(id),
+                        Err((name, holder)) => Finished::Busy { name, holder },
+                    },
                     Then::Record { start, ending } => {
-                        let (attempt, step, job) = *ending;
-                        let id = record_start(conn, lease, &start)?;
-                        end_attempt(conn, lease, id, &attempt, &step)?;
-                        end_job(conn, lease, &job, secret_ttl)?;
+                        record_whole(conn, lease, &start, &ending, secret_ttl)?;
                         Finished::Recorded
                     }
-                }))
+                })
             })
             .await?;
-        if finished != Finished::LeaseLost {
-            self.changed(&lease.job_id);
-        }
-        Ok(finished)
+        Ok(finished.unwrap_or(Finished::LeaseLost))
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).
@@ -309,17 +272,36 @@ impl Store {
         job: &JobEnd,
         secret_ttl: Duration,
     ) -> Result<bool> {
-        let (lease_, job) = (lease.clone(), job.clone());
+        let job = job.clone();
         let done = self
-            .write_releasing_locks(move |conn| {
-                if !fence(conn, &lease_)? {
-                    return Ok(Write::Keep(false));
-                }
-                end_job(conn, &lease_, &job, secret_ttl)?;
-                Ok(Write::Keep(true))
+            .fenced(lease, true, move |conn, lease| {
+                end_job(conn, lease, &job, secret_ttl)
             })
             .await?;
-        if done {
+        Ok(done.is_some())
+    }
+
+    /// Runs `op` in a write fenced on `lease`: `None`, with nothing written, when the lease is
+    /// lost; otherwise the job's change is announced after the commit. `releases_locks` for a
+    /// write that may release the job's resource locks (see `write_releasing_locks`).
+    async fn fenced<T, F>(&self, lease: &Lease, releases_locks: bool, op: F) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Lease) -> Result<T> + Send + 'static,
+    {
+        let held = lease.clone();
+        let op = move |conn: &Connection| {
+            if !fence(conn, &held)? {
+                return Ok(Write::Keep(None));
+            }
+            op(conn, &held).map(|v| Write::Keep(Some(v)))
+        };
+        let done = if releases_locks {
+            self.write_releasing_locks(op).await?
+        } else {
+            self.write(op).await?
+        };
+        if done.is_some() {
             self.changed(&lease.job_id);
         }
         Ok(done)
@@ -386,6 +368,38 @@ fn record_start(tx: &Connection, lease: &Lease, start: &AttemptStart) -> Result<
         Some(&detail),
     )?;
     Ok(id)
+}
+
+/// Takes `locks` and records that the attempt starts (the caller fenced). When a lock is held
+/// by another job, nothing of this is kept (a nested savepoint) and `Err((name, holder))`.
+fn start_locked(
+    tx: &Connection,
+    lease: &Lease,
+    start: &AttemptStart,
+    locks: &[String],
+    lock_for: Duration,
+) -> Result<std::result::Result<i64, (String, String)>> {
+    tx.execute_batch("SAVEPOINT start")?;
+    if let Some(busy) = take_locks(tx, lease, locks, lock_for)? {
+        tx.execute_batch("ROLLBACK TO start; RELEASE start")?;
+        return Ok(Err(busy));
+    }
+    let id = record_start(tx, lease, start)?;
+    tx.execute_batch("RELEASE start")?;
+    Ok(Ok(id))
+}
+
+/// Records a whole attempt that ran nothing, and what follows for its job (the caller fenced).
+fn record_whole(
+    tx: &Connection,
+    lease: &Lease,
+    start: &AttemptStart,
+    (attempt, step, job): &(AttemptEnd, StepEnd, JobEnd),
+    ttl: Duration,
+) -> Result<()> {
+    let id = record_start(tx, lease, start)?;
+    end_attempt(tx, lease, id, attempt, step)?;
+    end_job(tx, lease, job, ttl)
 }
 
 /// Records how an attempt ended and what that means for its step.

@@ -49,6 +49,16 @@ async fn assert_same_view(s: &Store, id: &str) {
     );
 }
 
+fn attempt_start(position: i64, step: &str) -> AttemptStart {
+    AttemptStart {
+        position,
+        step: step.into(),
+        command: format!("run {step}"),
+        stdin_preview: None,
+        summary: step.into(),
+    }
+}
+
 #[tokio::test]
 async fn submit_and_idempotency() {
     let (s, _d) = store().await;
@@ -325,13 +335,7 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
     let lease = Duration::from_secs(30);
     let a = s.claim("w1", lease).await.unwrap().unwrap();
     let b = s.claim("w2", lease).await.unwrap().unwrap();
-    let start = |step: &str| AttemptStart {
-        position: 0,
-        step: step.into(),
-        command: "cmd".into(),
-        stdin_preview: None,
-        summary: "x".into(),
-    };
+    let start = |step: &str| attempt_start(0, step);
     let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let locks_of = |s: &Store, job: &str| {
         let (s, job) = (s.clone(), job.to_string());
@@ -414,13 +418,7 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     let lease = Duration::from_secs(30);
     let a = s.claim("w1", lease).await.unwrap().unwrap();
     let b = s.claim("w2", lease).await.unwrap().unwrap();
-    let start = |position: i64, step: &str| AttemptStart {
-        position,
-        step: step.into(),
-        command: format!("run {step}"),
-        stdin_preview: None,
-        summary: step.into(),
-    };
+    let start = attempt_start;
     let ending = |id: i64, job: JobEnd| AttemptEnding {
         id,
         attempt: ok_attempt(),
