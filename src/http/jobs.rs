@@ -29,14 +29,19 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry))
 }
 
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no job with id {id:?}"))
+}
+
+/// The job id in its canonical form; a path segment that is not a UUID names no job.
+fn job_id(id: &str) -> Result<String, ApiError> {
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?;
+    Ok(uuid.to_string())
+}
+
 async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no job with id {id:?}"));
-    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    state
-        .store
-        .job(&id.to_string())
-        .await?
-        .ok_or_else(not_found)
+    let job = state.store.job(&job_id(id)?).await?;
+    job.ok_or_else(|| not_found(id))
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", summary = "A job's status and steps",
@@ -91,13 +96,8 @@ async fn find_with_steps(
     state: &AppState,
     id: &str,
 ) -> Result<(JobRecord, Vec<StepRecord>), ApiError> {
-    let not_found = || ApiError::NotFound(format!("no job with id {id:?}"));
-    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    state
-        .store
-        .job_with_steps(&id.to_string())
-        .await?
-        .ok_or_else(not_found)
+    let job = state.store.job_with_steps(&job_id(id)?).await?;
+    job.ok_or_else(|| not_found(id))
 }
 
 /// Answers 202 with the job's status body.
@@ -116,7 +116,7 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;
     match state.store.request_cancel(&job.id, &caller.0).await? {
-        CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {id:?}"))),
+        CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
         CancelOutcome::Canceled => {
             let waited = u64::try_from(crate::store::now_ms() - job.created_at).unwrap_or(0);
@@ -140,7 +140,7 @@ async fn retry(
     }
     let job = find(&state, &id).await?;
     match state.store.retry(&job.id, &caller.0).await? {
-        RetryOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {id:?}"))),
+        RetryOutcome::NotFound => Err(not_found(&id)),
         RetryOutcome::NotRetryable(status) if status == "succeeded" => {
             Err(ApiError::AlreadyFinished { status })
         }
