@@ -2,6 +2,7 @@
 //! `tests/fakes` copied to a temp `bin/`, with their state in a temp `state/`.
 #![allow(dead_code)]
 
+pub mod bulk;
 pub mod service;
 
 use std::path::{Path, PathBuf};
