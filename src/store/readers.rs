@@ -41,7 +41,8 @@ impl Readers {
         };
         let result = read(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < KEEP_IDLE {
+        // A connection left inside a transaction (a read whose end failed) is not reused.
+        if idle.len() < KEEP_IDLE && conn.is_autocommit() {
             idle.push(conn);
         }
         result
