@@ -4,7 +4,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{SharedString, counter, gauge, histogram};
+use metrics::{
+    SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -26,8 +29,135 @@ pub fn install() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
+        describe();
         handle
     })
+}
+
+/// The `# HELP` text (and unit) of every metric family this service records.
+fn describe() {
+    describe_counter!(
+        "http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by method (known methods, else `other`), matched route \
+         template (else `unmatched`) and status code (codes this API uses, else its class)"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from receiving an HTTP request's headers to its response, in seconds, by method \
+         and route"
+    );
+    describe_gauge!(
+        "http_connections_open",
+        Unit::Count,
+        "HTTP connections currently open"
+    );
+    describe_counter!(
+        "http_connections_closed_total",
+        Unit::Count,
+        "HTTP connections the server closed on its own, by reason: `header_timeout` (headers not \
+         received in time), `idle_timeout` (keep-alive connection idle too long) or `evicted` \
+         (idle connection closed to make room at the connection cap)"
+    );
+    describe_counter!(
+        "jobs_submitted_total",
+        Unit::Count,
+        "Jobs accepted (202), by kind"
+    );
+    describe_counter!(
+        "jobs_finished_total",
+        Unit::Count,
+        "Jobs that reached a final status, by kind and status"
+    );
+    describe_histogram!(
+        "job_duration_seconds",
+        Unit::Seconds,
+        "Time from a job's submission to its final status, in seconds, by kind and status"
+    );
+    describe_counter!(
+        "step_attempts_total",
+        Unit::Count,
+        "Attempts of job steps, by step and outcome"
+    );
+    describe_histogram!(
+        "step_duration_seconds",
+        Unit::Seconds,
+        "Duration of one attempt of a job step, in seconds, by step and outcome"
+    );
+    describe_counter!(
+        "cli_invocations_total",
+        Unit::Count,
+        "everestctl/kubectl runs (jobs and pass-through reads), by binary name and exit class \
+         (`ok`, `failed`, `timeout`, `signal`, `canceled`, `not_found`)"
+    );
+    describe_counter!(
+        "lease_recoveries_total",
+        Unit::Count,
+        "Jobs taken over from a dead owner, at start or after their lease expired"
+    );
+    describe_gauge!(
+        "jobs_queued",
+        Unit::Count,
+        "Jobs waiting to run, sampled at each scrape"
+    );
+    describe_gauge!(
+        "jobs_running",
+        Unit::Count,
+        "Jobs running, sampled at each scrape"
+    );
+    describe_counter!(
+        "db_commits_total",
+        Unit::Count,
+        "Write transactions committed by the database writer"
+    );
+    describe_histogram!(
+        "db_write_batch_operations",
+        Unit::Count,
+        "Writes committed together in one database transaction"
+    );
+    // Present from the start, so that a dashboard sees zeros rather than no series.
+    for reason in ConnectionClosed::ALL {
+        counter!("http_connections_closed_total", "reason" => reason.label()).absolute(0);
+    }
+    gauge!("http_connections_open").set(0.0);
+}
+
+/// Why the server closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClosed {
+    /// The request's headers did not arrive within the header timeout.
+    HeaderTimeout,
+    /// A keep-alive connection stayed idle longer than the idle timeout.
+    IdleTimeout,
+    /// An idle connection was closed to make room at the connection cap.
+    Evicted,
+}
+
+impl ConnectionClosed {
+    const ALL: [ConnectionClosed; 3] = [
+        ConnectionClosed::HeaderTimeout,
+        ConnectionClosed::IdleTimeout,
+        ConnectionClosed::Evicted,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionClosed::HeaderTimeout => "header_timeout",
+            ConnectionClosed::IdleTimeout => "idle_timeout",
+            ConnectionClosed::Evicted => "evicted",
+        }
+    }
+}
+
+/// The server closed a connection on its own.
+pub fn connection_closed(reason: ConnectionClosed) {
+    counter!("http_connections_closed_total", "reason" => reason.label()).increment(1);
+}
+
+/// The number of open HTTP connections changed.
+pub fn connections_open(open: usize) {
+    gauge!("http_connections_open").set(open as f64);
 }
 
 /// The metrics in Prometheus text format.
@@ -37,48 +167,55 @@ pub fn render() -> String {
 
 /// One HTTP request, by matched route (never the raw path, to bound cardinality).
 ///
-/// `route` is shared rather than copied: labels are built on every request.
+/// Every label value comes from a closed set, whatever the client sent: the method is a known
+/// one or `other`, `route` is a route template of the router (or `unmatched`, chosen by the
+/// caller) and the status is a code this API uses or its class. `route` is shared rather
+/// than copied: labels are built on every request.
 pub fn http_request(method: &str, route: SharedString, status: u16, elapsed: Duration) {
-    let method = http_method(method).map_or_else(
-        || SharedString::from_owned(method.to_owned()),
-        SharedString::const_str,
-    );
-    let status = http_status(status).map_or_else(
-        || SharedString::from_owned(status.to_string()),
-        SharedString::const_str,
-    );
+    let method = SharedString::const_str(http_method(method));
+    let status = SharedString::const_str(http_status(status));
     let labels = [("method", method), ("route", route), ("status", status)];
     counter!("http_requests_total", &labels).increment(1);
     histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
 }
 
-fn http_method(method: &str) -> Option<&'static str> {
-    ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-        .into_iter()
-        .find(|m| *m == method)
+/// The method as a label: a standard method, else `other` (clients may send any token).
+fn http_method(method: &str) -> &'static str {
+    [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ]
+    .into_iter()
+    .find(|m| *m == method)
+    .unwrap_or("other")
 }
 
-/// The status codes this API answers with, as label values that need no allocation.
-fn http_status(status: u16) -> Option<&'static str> {
-    Some(match status {
+/// The status as a label: the codes this API answers with, else the class (`1xx`..`5xx`).
+fn http_status(status: u16) -> &'static str {
+    match status {
         200 => "200",
         201 => "201",
         202 => "202",
         204 => "204",
         400 => "400",
         401 => "401",
+        403 => "403",
         404 => "404",
         405 => "405",
         409 => "409",
         413 => "413",
         415 => "415",
         422 => "422",
+        429 => "429",
         500 => "500",
         502 => "502",
         503 => "503",
         504 => "504",
-        _ => return None,
-    })
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 pub fn job_submitted(kind: &str) {
@@ -120,4 +257,22 @@ pub fn job_counts(queued: i64, running: i64) {
 pub fn write_batch(operations: usize) {
     counter!("db_commits_total").increment(1);
     histogram!("db_write_batch_operations").record(operations as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_of_unknown_methods_and_statuses_are_closed() {
+        assert_eq!(http_method("GET"), "GET");
+        assert_eq!(http_method("get"), "other");
+        assert_eq!(http_method("XRANDOM123"), "other");
+        assert_eq!(http_status(202), "202");
+        assert_eq!(http_status(101), "1xx");
+        assert_eq!(http_status(302), "3xx");
+        assert_eq!(http_status(418), "4xx");
+        assert_eq!(http_status(599), "5xx");
+        assert_eq!(http_status(999), "5xx");
+    }
 }

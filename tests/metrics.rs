@@ -9,6 +9,10 @@ use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// The recorder is shared by the tests of this binary: each holds this while it runs, so that
+/// one test's scrapes do not see another's series appear.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Sum of the samples of `name` whose labels include all of `want`.
 fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;
@@ -53,6 +57,7 @@ async fn scrape(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn metrics_move_when_a_job_runs_and_need_a_key_unless_public() {
+    let _serial = SERIAL.lock().await;
     let app = TestApp::start().await;
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -146,4 +151,131 @@ async fn metrics_move_when_a_job_runs_and_need_a_key_unless_public() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     public.stop().await;
+}
+
+/// Made-up methods and random paths, with and without a key: none of them becomes a label, and
+/// the scrape stops growing once the few series they map to exist.
+#[tokio::test]
+async fn labels_stay_in_a_closed_set_whatever_the_client_sends() {
+    let _serial = SERIAL.lock().await;
+    let app = TestApp::start().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let send_junk = |round: u32, count: u32| {
+        let addr = addr.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            for i in 0..count {
+                let n = round * 100_000 + i;
+                let (method, path, key) = match i % 3 {
+                    0 => (format!("XRANDOM{n}"), format!("/x/{n}?q={n}"), ""),
+                    // A real route with a key: the method is still not a label.
+                    1 => (format!("XRANDOM{n}"), "/jobs".to_string(), common::KEY),
+                    _ => ("GET".to_string(), format!("/jobs/zz{n}/nope"), common::KEY),
+                };
+                let r = common::raw::exchange(
+                    &mut stream,
+                    &format!("{method} {path} HTTP/1.1\r\nHost: t\r\nX-Admin-Key: {key}\r\n\r\n"),
+                )
+                .await
+                .expect("the server answers every request on the connection");
+                assert!(r.status < 500, "{method} {path}: {}", r.status);
+            }
+        }
+    };
+    // Warm-up: every series these requests map to exists afterwards.
+    send_junk(0, 30).await;
+    let before = scrape(&app).await;
+    let rounds: Vec<_> = (1..=4).map(|round| send_junk(round, 750)).collect();
+    for round in rounds {
+        round.await;
+    }
+    let after = scrape(&app).await;
+
+    assert!(!after.contains("XRANDOM"), "a made-up method became a label");
+    assert!(!after.contains("/x/"), "a raw path became a label");
+    assert!(!after.contains("zz1"), "a raw path became a label");
+    assert!(
+        sample(&after, "http_requests_total", &[("method", "other")])
+            - sample(&before, "http_requests_total", &[("method", "other")])
+            >= 2000.0
+    );
+    assert!(
+        sample(&after, "http_requests_total", &[("route", "unmatched")])
+            - sample(&before, "http_requests_total", &[("route", "unmatched")])
+            >= 3000.0
+    );
+    // 3,000 more requests only change numbers: a few digits, not a series per request.
+    assert!(
+        after.len() < before.len() + 2048,
+        "/metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+    eprintln!(
+        "3000 junk requests: /metrics {} -> {} bytes",
+        before.len(),
+        after.len()
+    );
+    app.stop().await;
+}
+
+/// Every metric family in a scrape has `# HELP` and `# TYPE`, and every family the service
+/// records appears once the service was exercised.
+#[tokio::test]
+async fn every_metric_family_has_help_and_type() {
+    let _serial = SERIAL.lock().await;
+    let app = TestApp::start().await;
+    let id = app.bootstrap(json!({"username": "helpme"})).await;
+    assert_eq!(app.wait_final(&id).await["status"], "succeeded");
+    let text = scrape(&app).await;
+
+    let mut help = BTreeMap::new();
+    let mut kind = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, doc) = rest.split_once(' ').unwrap_or((rest, ""));
+            help.insert(name.to_string(), doc.to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, t) = rest.split_once(' ').unwrap();
+            kind.insert(name.to_string(), t.to_string());
+        }
+    }
+    // The family of each sample: its name, less a histogram's or summary's suffix.
+    let mut families = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| kind.contains_key(*f)))
+            .unwrap_or(name);
+        families.insert(family.to_string());
+    }
+    for family in &families {
+        let doc = help.get(family).map(String::as_str).unwrap_or_default();
+        assert!(doc.len() > 10, "{family} has no useful # HELP: {doc:?}");
+        assert!(kind.contains_key(family), "{family} has no # TYPE");
+    }
+    for family in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "http_connections_open",
+        "http_connections_closed_total",
+        "jobs_submitted_total",
+        "jobs_finished_total",
+        "job_duration_seconds",
+        "step_attempts_total",
+        "step_duration_seconds",
+        "cli_invocations_total",
+        "lease_recoveries_total",
+        "jobs_queued",
+        "jobs_running",
+        "db_commits_total",
+        "db_write_batch_operations",
+    ] {
+        assert!(families.contains(family), "{family} is missing from the scrape");
+    }
+    assert_eq!(kind["http_requests_total"], "counter");
+    assert_eq!(kind["job_duration_seconds"], "histogram");
+    assert_eq!(kind["jobs_queued"], "gauge");
+    app.stop().await;
 }

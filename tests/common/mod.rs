@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bulk;
+pub mod raw;
 pub mod service;
 
 use std::path::{Path, PathBuf};
