@@ -102,14 +102,39 @@ pub async fn serve(
         worker_task.await.ok();
         drained_signal.cancel();
     });
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let (max_connections, fd_limit) =
+        crate::server::connection_cap(settings.max_connections, settings.worker_concurrency);
+    let limits = crate::server::Limits {
+        header_timeout: settings.http_header_timeout,
+        idle_timeout: settings.http_idle_timeout,
+        max_connections,
+    };
+    tracing::info!(
+        max_connections,
+        open_file_limit = fd_limit,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
+        "connection limits"
+    );
+    if let Some(limit) = fd_limit
+        && max_connections as u64 >= limit
+    {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = limit,
+            "MAX_CONNECTIONS is not below the open-file limit: accepts may fail with \
+             'too many open files' before the cap is reached"
+        );
+    }
+    let router = http::router(state);
+    crate::server::serve(listener, router, limits, async move {
         shutdown.await;
         shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new jobs are accepted or claimed");
         stop_on_signal.cancel();
         drained.cancelled().await;
-    });
-    server.await.context("the HTTP server failed")?;
+    })
+    .await;
     worker_task.await.ok();
     purge_task.abort();
     prune_task.abort();

@@ -15,6 +15,7 @@ pub mod kubeconfig;
 pub mod passthrough;
 pub mod plan;
 pub mod retention;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -94,6 +94,9 @@ pub fn hint(key: &str) -> &'static str {
         "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
         "log_format" => "Use `json` or `text`",
         "retry_base_seconds" | "retry_max_seconds" => "Use a number of seconds greater than 0",
+        "max_connections" => {
+            "Use 0 (derived from the open-file limit) or a whole number up to 1000000"
+        }
         _ => {
             "Use a whole number in the documented range (see the configuration table in README.md)"
         }

@@ -64,6 +64,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Serve `GET /metrics` without an admin key.
     pub metrics_public: bool,
+    /// Longest wait for a request's headers, from the accept or the request's first byte.
+    pub http_header_timeout: Duration,
+    /// Longest idle time of a keep-alive connection between requests.
+    pub http_idle_timeout: Duration,
+    /// Most open HTTP connections; 0 = derived from the file limit at start.
+    pub max_connections: usize,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

@@ -38,6 +38,9 @@ pub const ENV_KEYS: &[&str] = &[
     "CREDENTIALS_TTL_SECONDS",
     "LOG_FORMAT",
     "METRICS_PUBLIC",
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    "HTTP_IDLE_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -72,6 +75,9 @@ pub struct RawConfig {
     pub credentials_ttl_seconds: u64,
     pub log_format: String,
     pub metrics_public: bool,
+    pub http_header_timeout_seconds: u64,
+    pub http_idle_timeout_seconds: u64,
+    pub max_connections: usize,
 }
 
 impl Default for RawConfig {
@@ -103,6 +109,9 @@ impl Default for RawConfig {
             credentials_ttl_seconds: 3600,
             log_format: "json".into(),
             metrics_public: false,
+            http_header_timeout_seconds: 10,
+            http_idle_timeout_seconds: 60,
+            max_connections: 0,
         }
     }
 }
@@ -237,6 +246,19 @@ impl RawConfig {
                 }
             },
             metrics_public: self.metrics_public,
+            http_header_timeout: Duration::from_secs(range(
+                "http_header_timeout_seconds",
+                self.http_header_timeout_seconds,
+                1,
+                3600,
+            )?),
+            http_idle_timeout: Duration::from_secs(range(
+                "http_idle_timeout_seconds",
+                self.http_idle_timeout_seconds,
+                1,
+                86_400,
+            )?),
+            max_connections: range("max_connections", self.max_connections, 0, 1_000_000)?,
         })
     }
 

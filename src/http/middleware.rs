@@ -1,8 +1,12 @@
 //! Request ids, the one log line per request, and admin-key authentication.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
@@ -63,9 +67,56 @@ pub async fn label_route(req: Request, next: Next) -> Response {
     response
 }
 
+/// A request body that notes whether it was read to its end.
+struct Watched {
+    inner: Body,
+    ended: Arc<AtomicBool>,
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Wraps the request's body; the flag it returns is set once the body was read to its end
+/// (at once when there is no body).
+fn watch_body(req: Request) -> (Request, Arc<AtomicBool>) {
+    let (parts, body) = req.into_parts();
+    let ended = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let watched = Watched {
+        inner: body,
+        ended: ended.clone(),
+    };
+    (Request::from_parts(parts, Body::new(watched)), ended)
+}
+
 /// Assigns the request id, echoes it on the response, and logs one line per request.
-pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
+///
+/// A response sent before the request's body was read (an early 401, 413 or 415, a 404 for a
+/// POST) says `Connection: close`: the server cannot reuse the connection with the rest of
+/// the body still on it, and without the header a client reusing it would see a reset.
+pub async fn request_id_and_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let (mut req, body_ended) = watch_body(req);
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -74,6 +125,11 @@ pub async fn request_id_and_log(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let mut response = next.run(req).await;
+    if !body_ended.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let caller = response
         .extensions()
         .get::<Caller>()
