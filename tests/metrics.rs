@@ -191,7 +191,10 @@ async fn labels_stay_in_a_closed_set_whatever_the_client_sends() {
     }
     let after = scrape(&app).await;
 
-    assert!(!after.contains("XRANDOM"), "a made-up method became a label");
+    assert!(
+        !after.contains("XRANDOM"),
+        "a made-up method became a label"
+    );
     assert!(!after.contains("/x/"), "a raw path became a label");
     assert!(!after.contains("zz1"), "a raw path became a label");
     assert!(
@@ -242,7 +245,10 @@ async fn every_metric_family_has_help_and_type() {
     }
     // The family of each sample: its name, less a histogram's or summary's suffix.
     let mut families = std::collections::BTreeSet::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let name = line.split(['{', ' ']).next().unwrap();
         let family = ["_bucket", "_sum", "_count"]
             .iter()
@@ -272,7 +278,10 @@ async fn every_metric_family_has_help_and_type() {
         "db_commits_total",
         "db_write_batch_operations",
     ] {
-        assert!(families.contains(family), "{family} is missing from the scrape");
+        assert!(
+            families.contains(family),
+            "{family} is missing from the scrape"
+        );
     }
     assert_eq!(kind["http_requests_total"], "counter");
     assert_eq!(kind["job_duration_seconds"], "histogram");
