@@ -102,7 +102,8 @@ pub async fn serve(
         worker_task.await.ok();
         drained_signal.cancel();
     });
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let router = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new jobs are accepted or claimed");
