@@ -173,11 +173,21 @@ fn malformed_hashed_entries_are_refused() {
             "{bad}: {err}"
         );
     }
-    // The shipped placeholder in hashed form is named as the placeholder.
-    let err = load("admin_api_keys = 'ops:sha256:REPLACE-ME-with-the-output-of-hash-key'")
+}
+
+#[test]
+fn the_kubernetes_secret_example_is_hashed_and_its_placeholder_is_refused() {
+    let secret = include_str!("../../deploy/kubernetes/secret.yaml");
+    let value = secret
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ADMIN_API_KEYS: "))
+        .expect("secret.yaml sets ADMIN_API_KEYS")
+        .trim_matches('"');
+    assert!(value.starts_with("ops:sha256:"), "{value}");
+    let err = load(&format!("admin_api_keys = '{value}'"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("placeholder"), "{err}");
+    assert!(err.contains("REPLACE-ME placeholder"), "{err}");
 }
 
 #[test]
