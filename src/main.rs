@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use everestctl_api::config::{LogFormat, Settings};
+use everestctl_api::config::{LogFormat, Settings, keys};
 use everestctl_api::{exec, kubeconfig};
 
 /// REST API and durable job runner for managing Percona Everest tenants.
@@ -26,10 +26,21 @@ enum Command {
     Migrate,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Read an API key from the first line of stdin and print its hashed form, `sha256:<hex>`,
+    /// which ADMIN_API_KEYS, READ_API_KEYS and ADMIN_API_KEY accept in place of the key.
+    HashKey {
+        /// Print the whole list entry, `<NAME>:sha256:<hex>`.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration: it is how a configuration's keys are made.
+    if let Some(Command::HashKey { name }) = &cli.command {
+        return hash_key(name.as_deref());
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -54,6 +65,7 @@ fn main() -> ExitCode {
                 println!("{settings:#?}");
                 Ok(())
             }
+            Command::HashKey { .. } => unreachable!("handled before the configuration is loaded"),
         }
     });
     match result {
@@ -64,6 +76,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hash-key`: the key is read from stdin (never from an argument, which `ps` would show) and
+/// checked as the configuration would check it; exit code 2 for a key the service would refuse.
+fn hash_key(name: Option<&str>) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the key from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let key = line.trim();
+    let checked = name
+        .map_or(Ok(()), keys::check_name)
+        .and_then(|()| keys::check_key(key, name.unwrap_or("(stdin)")));
+    if let Err(e) = checked {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    match name {
+        Some(name) => println!("{name}:{}", keys::hashed(key)),
+        None => println!("{}", keys::hashed(key)),
+    }
+    ExitCode::SUCCESS
 }
 
 /// In a Kubernetes pod without a kubeconfig, writes one built from the pod's service account

@@ -1,53 +1,146 @@
-//! Admin API keys and per-key fix-it hints.
+//! API keys (admin and read-only), their hashed form, and per-key fix-it hints.
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// One admin API key with its name (the name is what jobs record as `submitted_by`).
+/// The fewest characters a plaintext key may have.
+pub const MIN_KEY_CHARS: usize = 16;
+
+/// The prefix of a key given as its SHA-256 digest (`name:sha256:<64 hex digits>`).
+pub const HASHED_PREFIX: &str = "sha256:";
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every route (`ADMIN_API_KEY`, `ADMIN_API_KEYS`).
+    Admin,
+    /// Reads only: every `GET` route, no generated password (`READ_API_KEYS`).
+    ReadOnly,
+}
+
+impl Role {
+    /// The setting whose keys have this role, for messages.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Role::Admin => "ADMIN_API_KEYS",
+            Role::ReadOnly => "READ_API_KEYS",
+        }
+    }
+}
+
+/// One API key with its name (the name is what jobs record as `submitted_by`) and role.
+///
+/// Only the SHA-256 digest of the key is kept, whether it was configured in plaintext or hashed:
+/// a presented key is hashed once and compared with every digest in constant time, so neither
+/// the comparison's time nor the process's memory reveals a configured key.
 #[derive(Clone)]
 pub struct ApiKey {
     pub name: String,
-    key: String,
+    pub role: Role,
+    digest: [u8; 32],
 }
 
 impl ApiKey {
-    pub fn new(name: impl Into<String>, key: impl Into<String>) -> Self {
+    /// A key given in plaintext.
+    pub fn new(name: impl Into<String>, key: &str, role: Role) -> Self {
         ApiKey {
             name: name.into(),
-            key: key.into(),
+            role,
+            digest: digest(key),
         }
     }
 
     /// Constant-time comparison of the presented key with this one.
     pub fn matches(&self, presented: &str) -> bool {
-        // Lengths leak through ct_eq's early return, which only reveals the key length.
-        self.key.as_bytes().ct_eq(presented.as_bytes()).into()
+        self.matches_digest(&digest(presented))
+    }
+
+    /// Whether two entries are the same key (checked once, at start).
+    pub fn same_key(&self, other: &ApiKey) -> bool {
+        self.digest == other.digest
+    }
+
+    fn matches_digest(&self, presented: &[u8; 32]) -> bool {
+        self.digest.ct_eq(presented).into()
     }
 }
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKey {{ name: {:?}, key: \"********\" }}", self.name)
+        write!(
+            f,
+            "ApiKey {{ name: {:?}, role: {:?}, key: \"********\" }}",
+            self.name, self.role
+        )
     }
 }
 
-/// Parses `ADMIN_API_KEYS` (`name:key,name2:key2`).
-pub fn parse_key_list(list: &str) -> Result<Vec<ApiKey>, String> {
+/// The SHA-256 digest of a key.
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The hashed form of a key, `sha256:<64 hex digits>`, usable in place of the key in any list.
+pub fn hashed(key: &str) -> String {
+    format!("{HASHED_PREFIX}{}", hex::encode(digest(key)))
+}
+
+/// The configured key that `presented` is, if any. The presented key is hashed once and every
+/// configured key is compared, so the time taken does not tell which one matched.
+pub fn find<'a>(keys: &'a [ApiKey], presented: &str) -> Option<&'a ApiKey> {
+    let presented = digest(presented);
+    let mut found = None;
+    for key in keys {
+        if key.matches_digest(&presented) && found.is_none() {
+            found = Some(key);
+        }
+    }
+    found
+}
+
+/// Parses a key list (`name:key,name2:sha256:<hex>`) whose keys all have `role`.
+pub fn parse_key_list(list: &str, role: Role) -> Result<Vec<ApiKey>, String> {
     let mut keys = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((name, key)) = item.split_once(':') else {
-            return Err("each entry must be name:key (the key itself is never logged)".into());
+            return Err(
+                "each entry must be name:key or name:sha256:<64 hex digits> \
+                        (the key itself is never logged)"
+                    .into(),
+            );
         };
         let (name, key) = (name.trim(), key.trim());
         check_name(name)?;
-        check_key(key, name)?;
-        keys.push(ApiKey::new(name, key));
+        keys.push(parse_key(name, key, role)?);
     }
     Ok(keys)
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// One key as configured: plaintext, or `sha256:<64 hex digits>`.
+pub fn parse_key(name: &str, key: &str, role: Role) -> Result<ApiKey, String> {
+    check_placeholder(key, name)?;
+    let Some(hex_digest) = key.strip_prefix(HASHED_PREFIX) else {
+        check_key(key, name)?;
+        return Ok(ApiKey::new(name, key, role));
+    };
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| {
+        format!(
+            "the key named {name:?} starts with {HASHED_PREFIX} but is not followed by 64 hex \
+             digits; print a valid entry with `everestctl-api hash-key`"
+        )
+    })?;
+    Ok(ApiKey {
+        name: name.to_string(),
+        role,
+        digest,
+    })
+}
+
+/// Checks a key name: 1-64 letters, digits, `-`, `_` or `.`.
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -62,17 +155,30 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Checks a key's characters; the key itself never appears in the message.
+/// The shipped manifests carry a placeholder; refusing it keeps a forgotten one from working.
+fn check_placeholder(key: &str, name: &str) -> Result<(), String> {
+    if key.to_ascii_uppercase().contains("REPLACE-ME") {
+        return Err(format!(
+            "the key named {name:?} is still the REPLACE-ME placeholder; set a real key"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a plaintext key: visible ASCII without commas, at least [`MIN_KEY_CHARS`] long, not
+/// the placeholder. The key itself never appears in the message.
 pub fn check_key(key: &str, name: &str) -> Result<(), String> {
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_graphic()) || key.contains(',') {
         return Err(format!(
             "the key named {name:?} must be non-empty visible ASCII without commas"
         ));
     }
-    // The shipped manifests carry a placeholder; refusing it keeps a forgotten one from working.
-    if key.to_ascii_uppercase().contains("REPLACE-ME") {
+    check_placeholder(key, name)?;
+    if key.len() < MIN_KEY_CHARS {
         return Err(format!(
-            "the key named {name:?} is still the REPLACE-ME placeholder; set a real key"
+            "the key named {name:?} has {} characters; keys need at least {MIN_KEY_CHARS} \
+             (generate one with `openssl rand -hex 32`)",
+            key.len()
         ));
     }
     Ok(())
@@ -82,7 +188,10 @@ pub fn check_key(key: &str, name: &str) -> Result<(), String> {
 pub fn hint(key: &str) -> &'static str {
     match key {
         "admin_api_key" => "Set it to a long random string, e.g. `openssl rand -hex 32`",
-        "admin_api_keys" => "Use name:key pairs separated by commas, e.g. ops:abc123,ci:def456",
+        "admin_api_keys" | "read_api_keys" => {
+            "Use name:key or name:sha256:<hex> entries separated by commas, e.g. \
+             ops:sha256:…,ci:sha256:… (`everestctl-api hash-key --name ops` prints one)"
+        }
         "bind_addr" => "Use an IP address such as 0.0.0.0 or 127.0.0.1",
         "port" => "Use a whole number from 0 to 65535",
         "database_url" => {
@@ -97,6 +206,7 @@ pub fn hint(key: &str) -> &'static str {
         "max_connections" => {
             "Use 0 (derived from the open-file limit) or a whole number up to 1000000"
         }
+        "auth_failure_limit" => "Use a whole number of failures; 0 turns throttling off",
         _ => {
             "Use a whole number in the documented range (see the configuration table in README.md)"
         }

@@ -4,7 +4,7 @@
 //! values are extracted with figment and then validated once into [`Settings`], whose errors say
 //! which key is wrong and how to fix it.
 
-mod keys;
+pub mod keys;
 mod raw;
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use crate::domain::{NamespacePolicy, Operators};
-pub use keys::ApiKey;
+pub use keys::{ApiKey, Role};
 pub use raw::RawConfig;
 
 /// How the RBAC step writes policy.
@@ -40,7 +40,13 @@ pub enum LogFormat {
 /// Validated configuration of the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Admin keys first, then read-only keys; names and keys are unique.
     pub api_keys: Vec<ApiKey>,
+    /// Failed authentications from one client address that are answered before it is refused
+    /// (429) until its window ends; 0 turns throttling off.
+    pub auth_failure_limit: u32,
+    /// The window in which [`Settings::auth_failure_limit`] failures are counted.
+    pub auth_failure_window: Duration,
     pub listen: SocketAddr,
     /// Path of the SQLite database file.
     pub database_path: PathBuf,

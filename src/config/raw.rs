@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::{self, ApiKey};
+use super::keys::{self, ApiKey, Role};
 use super::{ConfigError, LogFormat, RbacMode, Settings};
 use crate::domain::{NamespacePolicy, Operators};
 
@@ -14,6 +14,9 @@ use crate::domain::{NamespacePolicy, Operators};
 pub const ENV_KEYS: &[&str] = &[
     "ADMIN_API_KEY",
     "ADMIN_API_KEYS",
+    "READ_API_KEYS",
+    "AUTH_FAILURE_LIMIT",
+    "AUTH_FAILURE_WINDOW_SECONDS",
     "BIND_ADDR",
     "PORT",
     "DATABASE_URL",
@@ -51,6 +54,10 @@ pub struct RawConfig {
     pub admin_api_key: Option<String>,
     #[serde(deserialize_with = "lenient_string")]
     pub admin_api_keys: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub read_api_keys: Option<String>,
+    pub auth_failure_limit: u32,
+    pub auth_failure_window_seconds: u64,
     pub bind_addr: String,
     pub port: u16,
     pub database_url: String,
@@ -85,6 +92,9 @@ impl Default for RawConfig {
         RawConfig {
             admin_api_key: None,
             admin_api_keys: None,
+            read_api_keys: None,
+            auth_failure_limit: 20,
+            auth_failure_window_seconds: 60,
             bind_addr: "0.0.0.0".into(),
             port: 8080,
             database_url: "sqlite://data/everestctl-api.db".into(),
@@ -188,6 +198,13 @@ impl RawConfig {
         }
         Ok(Settings {
             api_keys: self.api_keys()?,
+            auth_failure_limit: range("auth_failure_limit", self.auth_failure_limit, 0, 1_000_000)?,
+            auth_failure_window: Duration::from_secs(range(
+                "auth_failure_window_seconds",
+                self.auth_failure_window_seconds,
+                1,
+                86_400,
+            )?),
             listen: SocketAddr::new(bind, self.port),
             database_path: database_path(&self.database_url)?,
             everestctl_bin: non_empty("everestctl_bin", &self.everestctl_bin)?,
@@ -270,12 +287,15 @@ impl RawConfig {
             .map(str::trim)
             .filter(|k| !k.is_empty())
         {
-            keys::check_key(key, "default").map_err(|e| ConfigError::key("admin_api_key", e))?;
-            keys.push(ApiKey::new("default", key));
+            keys.push(
+                keys::parse_key("default", key, Role::Admin)
+                    .map_err(|e| ConfigError::key("admin_api_key", e))?,
+            );
         }
         if let Some(list) = self.admin_api_keys.as_deref() {
             keys.extend(
-                keys::parse_key_list(list).map_err(|e| ConfigError::key("admin_api_keys", e))?,
+                keys::parse_key_list(list, Role::Admin)
+                    .map_err(|e| ConfigError::key("admin_api_keys", e))?,
             );
         }
         if keys.is_empty() {
@@ -285,14 +305,13 @@ impl RawConfig {
                     .into(),
             ));
         }
-        let mut names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ConfigError::key(
-                "admin_api_keys",
-                format!("key name {:?} is used twice", w[0]),
-            ));
+        if let Some(list) = self.read_api_keys.as_deref() {
+            keys.extend(
+                keys::parse_key_list(list, Role::ReadOnly)
+                    .map_err(|e| ConfigError::key("read_api_keys", e))?,
+            );
         }
+        unique(&keys)?;
         Ok(keys)
     }
 
@@ -319,6 +338,42 @@ impl RawConfig {
             )),
         }
     }
+}
+
+/// Each name and each key once: a name has one role, and a key that is configured twice would
+/// authenticate as whichever entry comes first.
+fn unique(keys: &[ApiKey]) -> Result<(), ConfigError> {
+    for (i, key) in keys.iter().enumerate() {
+        let setting = if key.role == Role::Admin {
+            "admin_api_keys"
+        } else {
+            "read_api_keys"
+        };
+        for earlier in &keys[..i] {
+            if earlier.name == key.name {
+                let problem = if earlier.role == key.role {
+                    format!("key name {:?} is used twice", key.name)
+                } else {
+                    format!(
+                        "key name {:?} is in both ADMIN_API_KEYS and READ_API_KEYS; a name has \
+                         one role, so give the read-only key another name",
+                        key.name
+                    )
+                };
+                return Err(ConfigError::key(setting, problem));
+            }
+            if earlier.same_key(key) {
+                return Err(ConfigError::key(
+                    setting,
+                    format!(
+                        "the keys named {:?} and {:?} are the same key; give each its own",
+                        earlier.name, key.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn non_empty(key: &str, value: &str) -> Result<String, ConfigError> {

@@ -11,7 +11,7 @@ fn load(toml: &str) -> Result<Settings, ConfigError> {
 
 #[test]
 fn defaults_with_a_key_are_valid() {
-    let s = load("admin_api_key = 'k1'").unwrap();
+    let s = load("admin_api_key = 'k1-0123456789abcdef'").unwrap();
     assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(s.database_path, PathBuf::from("data/everestctl-api.db"));
     assert_eq!(s.api_keys.len(), 1);
@@ -30,13 +30,13 @@ fn no_key_refuses_with_a_hint() {
 
 #[test]
 fn named_keys_are_parsed_and_never_printed() {
-    let s = load("admin_api_keys = 'ops:secret1, ci:secret2'").unwrap();
+    let s = load("admin_api_keys = 'ops:secret1-0123456789, ci:secret2-0123456789'").unwrap();
     let names: Vec<_> = s.api_keys.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["ops", "ci"]);
-    assert!(s.api_keys[0].matches("secret1"));
-    assert!(!s.api_keys[0].matches("secret2"));
-    assert!(!format!("{s:?}").contains("secret1"));
-    let err = load("admin_api_keys = 'ops:a,ops:b'")
+    assert!(s.api_keys[0].matches("secret1-0123456789"));
+    assert!(!s.api_keys[0].matches("secret2-0123456789"));
+    assert!(!format!("{s:?}").contains("secret1-0123456789"));
+    let err = load("admin_api_keys = 'ops:a-0123456789abcdef,ops:b-0123456789abcdef'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("used twice"), "{err}");
@@ -53,22 +53,22 @@ fn named_keys_are_parsed_and_never_printed() {
 
 #[test]
 fn wrong_types_name_the_key() {
-    let err = load("admin_api_key = 'k'\nport = 'abc'")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\nport = 'abc'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("PORT"), "{err}");
-    let err = load("admin_api_key = 'k'\nworker_concurrency = 0")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\nworker_concurrency = 0")
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("WORKER_CONCURRENCY") && err.contains("outside"),
         "{err}"
     );
-    let err = load("admin_api_key = 'k'\nlog_format = 'xml'")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\nlog_format = 'xml'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("LOG_FORMAT") && err.contains("json"), "{err}");
-    let err = load("admin_api_key = 'k'\nbogus_key = 1")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\nbogus_key = 1")
         .unwrap_err()
         .to_string();
     assert!(err.contains("bogus_key"), "{err}");
@@ -76,28 +76,185 @@ fn wrong_types_name_the_key() {
 
 #[test]
 fn database_url_must_be_a_sqlite_file() {
-    let err = load("admin_api_key = 'k'\ndatabase_url = 'postgres://x'")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'postgres://x'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("DATABASE_URL"), "{err}");
-    let err = load("admin_api_key = 'k'\ndatabase_url = 'sqlite::memory:'")
+    let err = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'sqlite::memory:'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("in-memory"), "{err}");
-    let s = load("admin_api_key = 'k'\ndatabase_url = 'sqlite:///var/lib/x.db?mode=rwc'").unwrap();
+    let s = load(
+        "admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'sqlite:///var/lib/x.db?mode=rwc'",
+    )
+    .unwrap();
     assert_eq!(s.database_path, PathBuf::from("/var/lib/x.db"));
 }
 
 #[test]
 fn operators_and_rbac_command() {
-    let s = load("admin_api_key = 'k'\ndefault_operators = 'mysql, mongodb'\neverest_rbac_apply_cmd = 'apply --file {file}'")
+    let s = load("admin_api_key = 'k-0123456789abcdef'\ndefault_operators = 'mysql, mongodb'\neverest_rbac_apply_cmd = 'apply --file {file}'")
         .unwrap();
     assert!(
         s.default_operators.mysql && s.default_operators.mongodb && !s.default_operators.postgresql
     );
     assert_eq!(s.rbac, RbacMode::Command("apply --file {file}".into()));
-    assert!(load("admin_api_key = 'k'\ndefault_operators = 'redis'").is_err());
-    assert!(load("admin_api_key = 'k'\ndefault_operators = ''").is_err());
+    assert!(load("admin_api_key = 'k-0123456789abcdef'\ndefault_operators = 'redis'").is_err());
+    assert!(load("admin_api_key = 'k-0123456789abcdef'\ndefault_operators = ''").is_err());
+}
+
+const ADMIN: &str = "admin_api_keys = 'ops:ops-key-0123456789'\n";
+
+#[test]
+fn keys_shorter_than_16_characters_are_refused_and_the_message_says_so() {
+    let err = load("admin_api_keys = 'ops:short-key'")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ADMIN_API_KEYS") && err.contains("at least 16") && !err.contains("short-key"),
+        "{err}"
+    );
+    let err = load("admin_api_key = 'fifteen-chars-k'")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ADMIN_API_KEY ") && err.contains("15 characters"),
+        "{err}"
+    );
+    let err = load(&format!("{ADMIN}read_api_keys = 'ro:tiny'"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("READ_API_KEYS") && err.contains("at least 16"),
+        "{err}"
+    );
+    // Exactly 16 is enough.
+    assert!(load("admin_api_keys = 'ops:sixteen-chars-ky'").is_ok());
+}
+
+#[test]
+fn hashed_keys_are_accepted_and_compared_by_digest() {
+    let hashed = keys::hashed("the-admin-key-0123456789");
+    assert_eq!(hashed.len(), "sha256:".len() + 64);
+    let s = load(&format!(
+        "admin_api_keys = 'ops:{hashed}'\nread_api_keys = 'ro:{}'",
+        keys::hashed("the-read-key-0123456789")
+    ))
+    .unwrap();
+    let ops = keys::find(&s.api_keys, "the-admin-key-0123456789").unwrap();
+    assert_eq!((ops.name.as_str(), ops.role), ("ops", Role::Admin));
+    let ro = keys::find(&s.api_keys, "the-read-key-0123456789").unwrap();
+    assert_eq!((ro.name.as_str(), ro.role), ("ro", Role::ReadOnly));
+    // The entry itself is not a key.
+    assert!(keys::find(&s.api_keys, &hashed).is_none());
+    assert!(keys::find(&s.api_keys, "the-admin-key-012345678").is_none());
+    // Upper-case hex is hex too; the single ADMIN_API_KEY takes the hashed form as well.
+    let upper = format!("sha256:{}", hashed["sha256:".len()..].to_ascii_uppercase());
+    let s = load(&format!("admin_api_key = '{upper}'")).unwrap();
+    assert!(s.api_keys[0].matches("the-admin-key-0123456789"));
+    // A hashed entry has no length to check: a short key's digest is accepted.
+    assert!(load(&format!("admin_api_keys = 'ops:{}'", keys::hashed("short"))).is_ok());
+}
+
+#[test]
+fn malformed_hashed_entries_are_refused() {
+    let digest = &keys::hashed("the-admin-key-0123456789")["sha256:".len()..];
+    for bad in [
+        format!("sha256:{}", &digest[..63]),
+        format!("sha256:{digest}0"),
+        format!("sha256:{}g", &digest[..63]),
+        "sha256:".to_string(),
+    ] {
+        let err = load(&format!("admin_api_keys = 'ops:{bad}'"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("64 hex digits") && err.contains("hash-key"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_kubernetes_secret_example_is_hashed_and_its_placeholder_is_refused() {
+    let secret = include_str!("../../deploy/kubernetes/secret.yaml");
+    let value = secret
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ADMIN_API_KEYS: "))
+        .expect("secret.yaml sets ADMIN_API_KEYS")
+        .trim_matches('"');
+    assert!(value.starts_with("ops:sha256:"), "{value}");
+    let err = load(&format!("admin_api_keys = '{value}'"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("REPLACE-ME placeholder"), "{err}");
+}
+
+#[test]
+fn read_only_keys_have_their_role_and_a_name_has_one_role() {
+    let s = load(&format!(
+        "{ADMIN}read_api_keys = 'dashboard:dash-key-0123456789, audit:audit-key-0123456789'"
+    ))
+    .unwrap();
+    let roles: Vec<_> = s
+        .api_keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("ops", Role::Admin),
+            ("dashboard", Role::ReadOnly),
+            ("audit", Role::ReadOnly)
+        ]
+    );
+    let err = load(&format!(
+        "{ADMIN}read_api_keys = 'ops:other-key-0123456789'"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("READ_API_KEYS") && err.contains("in both ADMIN_API_KEYS and READ_API_KEYS"),
+        "{err}"
+    );
+    // The same key under two names would authenticate as whichever comes first.
+    let err = load(&format!("{ADMIN}read_api_keys = 'ro:ops-key-0123456789'"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("same key") && !err.contains("ops-key-0123456789"),
+        "{err}"
+    );
+    let err = load(&format!(
+        "{ADMIN}read_api_keys = 'ro:{}'",
+        keys::hashed("ops-key-0123456789")
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("same key"), "{err}");
+    // Read-only keys alone leave nobody able to change anything.
+    let err = load("read_api_keys = 'ro:read-key-0123456789'")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no admin API key"), "{err}");
+}
+
+#[test]
+fn auth_throttle_settings_are_validated() {
+    let s = load(ADMIN).unwrap();
+    assert_eq!(s.auth_failure_limit, 20);
+    assert_eq!(s.auth_failure_window, std::time::Duration::from_secs(60));
+    let s = load(&format!("{ADMIN}auth_failure_limit = 0")).unwrap();
+    assert_eq!(s.auth_failure_limit, 0);
+    let err = load(&format!("{ADMIN}auth_failure_window_seconds = 0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AUTH_FAILURE_WINDOW_SECONDS"), "{err}");
+    let err = load(&format!("{ADMIN}auth_failure_limit = -1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AUTH_FAILURE_LIMIT"), "{err}");
 }
 
 /// `config.example.toml` with every commented-out `# key = value` line uncommented.
@@ -143,7 +300,7 @@ fn example_config_is_valid_and_shows_the_defaults() {
     let text = example_uncommented();
     let settings = load(&text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
     let names: Vec<_> = settings.api_keys.iter().map(|k| k.name.as_str()).collect();
-    assert_eq!(names, ["default", "ops", "ci"]);
+    assert_eq!(names, ["default", "ops", "ci", "dashboard"]);
 
     // Every key that has a default shows exactly that default.
     let shown: RawConfig = Figment::from(Toml::string(&text)).extract().unwrap();

@@ -1,7 +1,7 @@
 //! The one error type of the API and its JSON envelope.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -15,6 +15,15 @@ pub enum ApiError {
     BadRequest(String),
     #[error("a valid admin key is required (X-Admin-Key or Authorization: Bearer)")]
     Unauthorized,
+    /// A read-only key asked for a change.
+    #[error(
+        "the key {name:?} is read-only: it can use every GET route, but not submit jobs \
+         (dry runs included), cancel or retry; use an admin key"
+    )]
+    Forbidden { name: String },
+    /// Too many failed authentications from this client address.
+    #[error("too many failed authentications from this address; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("the job has not finished yet")]
@@ -51,6 +60,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::NotFinished { .. } => (StatusCode::CONFLICT, "not_finished"),
             ApiError::AlreadyFinished { .. } => (StatusCode::CONFLICT, "already_finished"),
@@ -98,6 +109,10 @@ impl IntoResponse for ApiError {
                 body["status"] = json!(status)
             }
             ApiError::IdempotencyConflict { job_id } => body["job_id"] = json!(job_id),
+            ApiError::RateLimited { retry_after } => {
+                let retry_after = [(header::RETRY_AFTER, retry_after.to_string())];
+                return (status, retry_after, Json(body)).into_response();
+            }
             _ => {}
         }
         (status, Json(body)).into_response()

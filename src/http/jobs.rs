@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
@@ -13,8 +13,10 @@ use super::openapi::{ErrorBody, JobResultBody, JobStatusBody};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::middleware::Caller;
+use super::middleware::{Caller, RequestId};
+use super::views::PasswordAccess;
 use super::{ApiError, AppState, extract, views};
+use crate::config::Role;
 use crate::domain::JobStatus;
 use crate::store::{CancelOutcome, JobRecord, RetryOutcome, StepRecord};
 
@@ -115,7 +117,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;
-    match state.store.request_cancel(&job.id, &caller.0).await? {
+    match state.store.request_cancel(&job.id, &caller.name).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
         CancelOutcome::Canceled => {
@@ -139,7 +141,7 @@ async fn retry(
         return Err(ApiError::ShuttingDown);
     }
     let job = find(&state, &id).await?;
-    match state.store.retry(&job.id, &caller.0).await? {
+    match state.store.retry(&job.id, &caller.name).await? {
         RetryOutcome::NotFound => Err(not_found(&id)),
         RetryOutcome::NotRetryable(status) if status == "succeeded" => {
             Err(ApiError::AlreadyFinished { status })
@@ -153,25 +155,58 @@ async fn retry(
 }
 
 #[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs", summary = "The outcome of a finished job", params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = JobResultBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = JobResultBody,
+               description = "Sent with `Cache-Control: no-store`. A generated password is shown to admin keys only, and each showing is recorded as a `credentials_read` event"),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "not finished yet")))]
 async fn result(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    extract::query(q.as_deref(), &[])?;
-    let job = find(&state, &id).await?;
+) -> Response {
+    let mut response = match job_result(&state, &caller, &request_id, &id, q.as_deref()).await {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    };
+    // The body can carry a password: no cache (browser, proxy) may keep any answer of this route.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn job_result(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Value, ApiError> {
+    extract::query(query, &[])?;
+    let job = find(state, id).await?;
     if !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
         return Err(ApiError::NotFinished { status: job.status });
     }
     let steps = state.store.steps(&job.id).await?;
     let last = state.store.last_attempts(&job.id).await?;
     let secret = state.store.secret(&job.id).await?;
-    Ok(Json(views::job_result(
-        &job,
-        &steps,
-        &last,
-        secret.as_ref(),
-    )))
+    let access = match caller.role {
+        Role::Admin => PasswordAccess::Shown,
+        Role::ReadOnly => PasswordAccess::Withheld(WITHHELD_FROM_READ_ONLY),
+    };
+    let result = views::job_result(&job, &steps, &last, secret.as_ref(), access);
+    if result.password_shown {
+        // Recorded before the password leaves: if the audit cannot be written, the answer is 503
+        // and the password is not shown.
+        state
+            .store
+            .record_credentials_read(&job.id, &caller.name, &request_id.0)
+            .await?;
+    }
+    Ok(result.body)
 }
+
+/// The `withheld` reason of a password a read-only key does not see.
+const WITHHELD_FROM_READ_ONLY: &str = "read-only key";

@@ -1,19 +1,22 @@
-//! Request ids, the one log line per request, and admin-key authentication.
+//! Request ids, the one log line per request, and API-key authentication.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::SharedString;
 
+use super::throttle::{self, Failure};
 use super::{ApiError, AppState};
+use crate::config::{Role, keys};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -21,9 +24,12 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// The name of the admin key that authenticated the request (never the key itself).
+/// Who authenticated the request: the name of the key (never the key itself) and its role.
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
 
 fn valid_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -133,7 +139,7 @@ pub async fn request_id_and_log(req: Request, next: Next) -> Response {
     let caller = response
         .extensions()
         .get::<Caller>()
-        .map(|c| c.0.clone())
+        .map(|c| c.name.clone())
         .unwrap_or_default();
     let route = response
         .extensions()
@@ -156,41 +162,77 @@ pub async fn request_id_and_log(req: Request, next: Next) -> Response {
     response
 }
 
-/// Accepts `X-Admin-Key: <key>` or `Authorization: Bearer <key>`, compared in constant time
-/// against every configured key.
+/// Accepts `X-Admin-Key: <key>` or `Authorization: Bearer <key>` (the scheme in any case),
+/// compared in constant time against every configured key. A client address with too many
+/// recent failures is refused (429) before its key is looked at; a read-only key gets 403 for
+/// every method but `GET` and `HEAD`, so a new state-changing route is covered without a list.
 pub async fn require_admin_key(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let headers = req.headers();
-    let presented = headers
-        .get("x-admin-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-        })
-        .map(str::trim);
-    // Every key is compared, so the time taken does not tell which one matched.
-    let mut matched = None;
-    if let Some(presented) = presented {
-        for key in &state.settings.api_keys {
-            if key.matches(presented) && matched.is_none() {
-                matched = Some(key.name.clone());
-            }
-        }
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = Instant::now();
+    if let Some(wait) = client.and_then(|ip| state.auth_throttle.refused_for(ip, now)) {
+        // Rounded up, so that a retry after this many seconds is not refused again.
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return ApiError::RateLimited { retry_after }.into_response();
     }
-    let Some(name) = matched else {
+    let presented = presented_key(req.headers());
+    let Some(key) = presented.and_then(|p| keys::find(&state.settings.api_keys, p)) else {
+        // Only a wrong key counts: a request without one guesses nothing.
+        if let (Some(ip), Some(_)) = (client, presented) {
+            count_failure(&state, ip, now);
+        }
         return ApiError::Unauthorized.into_response();
     };
-    req.extensions_mut().insert(Caller(name.clone()));
-    let mut response = next.run(req).await;
-    response.extensions_mut().insert(Caller(name));
+    let caller = Caller {
+        name: key.name.clone(),
+        role: key.role,
+    };
+    let mut response =
+        if caller.role == Role::ReadOnly && !matches!(*req.method(), Method::GET | Method::HEAD) {
+            ApiError::Forbidden {
+                name: caller.name.clone(),
+            }
+            .into_response()
+        } else {
+            req.extensions_mut().insert(caller.clone());
+            next.run(req).await
+        };
+    response.extensions_mut().insert(caller);
     response
+}
+
+/// The key of `X-Admin-Key`, else of `Authorization: Bearer`; auth schemes are
+/// case-insensitive (RFC 7235), and the credentials may follow after several spaces.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let key = match headers.get("x-admin-key") {
+        Some(v) => v.to_str().ok()?,
+        None => {
+            let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, credentials) = value.trim_start().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(credentials)?
+        }
+    };
+    Some(key.trim())
+}
+
+/// Counts a failure from `ip`, and logs once per window when the address reaches the limit
+/// (with the address only: neither the presented key nor any part of it).
+fn count_failure(state: &AppState, ip: IpAddr, now: Instant) {
+    if state.auth_throttle.failed(ip, now) == Failure::LimitReached {
+        tracing::warn!(
+            client = %throttle::bucket(ip),
+            failures = state.settings.auth_failure_limit,
+            window_seconds = state.settings.auth_failure_window.as_secs(),
+            "too many failed authentications from this address: it is refused with 429 \
+             until its window ends"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod middleware;
 pub mod openapi;
 mod submit;
 mod tenants;
+pub mod throttle;
 mod views;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Notified after every accepted job, to wake an idle worker.
     pub wake: Arc<tokio::sync::Notify>,
     pub shutting_down: Arc<AtomicBool>,
+    /// Failed authentications per client address.
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
 }
 
 impl AppState {
@@ -49,7 +52,12 @@ impl AppState {
             namespaces: settings.namespace_policy.clone(),
             default_operators: settings.default_operators,
         });
+        let auth_throttle = Arc::new(throttle::AuthThrottle::new(
+            settings.auth_failure_limit,
+            settings.auth_failure_window,
+        ));
         AppState {
+            auth_throttle,
             store,
             settings,
             rules,

@@ -46,7 +46,7 @@ impl Modify for Security {
 /// The error envelope of every 4xx and 5xx answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// `validation_failed`, `not_found`, `unauthorized`, …
+    /// `validation_failed`, `not_found`, `unauthorized`, `forbidden`, `rate_limited`, …
     pub error: String,
     pub detail: String,
     /// Only for 422: one entry per invalid field.
@@ -151,7 +151,7 @@ pub enum SubmitResponses {
     /// Malformed JSON or query.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No valid admin key.
+    /// No valid key.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
     /// The Idempotency-Key was used with another body, or the request conflicts with the
@@ -193,11 +193,46 @@ pub struct SubmitHeaders {
 /// `GET /openapi.json`.
 pub fn document(router: &mut OpenApiRouter<AppState>) -> &'static str {
     DOCUMENT.get_or_init(|| {
-        router
-            .to_openapi()
-            .to_pretty_json()
-            .expect("the document serializes")
+        let mut doc = router.to_openapi();
+        add_auth_responses(&mut doc);
+        doc.to_pretty_json().expect("the document serializes")
     })
+}
+
+/// The answers of the authentication layer, added to every operation that needs a key (those
+/// that document 401), so that no route can forget them: 429 everywhere, and 403 for every
+/// method but GET (a read-only key may only read).
+fn add_auth_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::Header;
+    use utoipa::openapi::{Object, RefOr, Type};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ];
+        for (operation, changes) in operations {
+            let Some(operation) = operation else { continue };
+            let responses = &mut operation.responses.responses;
+            let Some(RefOr::T(unauthorized)) = responses.get("401").cloned() else {
+                continue;
+            };
+            if changes {
+                let mut forbidden = unauthorized.clone();
+                forbidden.description = "`forbidden`: the key is read-only".into();
+                responses.insert("403".into(), RefOr::T(forbidden));
+            }
+            let mut limited = unauthorized;
+            limited.description = "`rate_limited`: too many failed authentications from this \
+                address (AUTH_FAILURE_LIMIT); `Retry-After` gives the seconds until its window ends"
+                .into();
+            let seconds = Header::new(Object::with_type(Type::Integer));
+            limited.headers.insert("Retry-After".into(), seconds);
+            responses.insert("429".into(), RefOr::T(limited));
+        }
+    }
 }
 
 /// The route serving the document.

@@ -124,7 +124,7 @@ pub async fn store_job(
             .iter()
             .map(|s| s.as_str().to_string())
             .collect(),
-        submitted_by: sub.caller.0.clone(),
+        submitted_by: sub.caller.name.clone(),
         request_id: sub.request_id.0.clone(),
         idempotency: key.map(|k| (k, request_hash(sub.route, sub.raw_body))),
         secret: plan

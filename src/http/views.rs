@@ -166,13 +166,29 @@ fn result_step(s: &StepRecord, last: Option<&AttemptRecord>) -> Value {
     v
 }
 
+/// Whether a result may show a generated password to its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordAccess {
+    Shown,
+    /// Withheld, with the reason given in the result's `withheld` field.
+    Withheld(&'static str),
+}
+
+/// The body of a result, and whether it carries a generated password (which is then audited).
+#[derive(Debug)]
+pub struct JobResult {
+    pub body: Value,
+    pub password_shown: bool,
+}
+
 /// `GET /jobs/{id}/result` of a finished job.
 pub fn job_result(
     job: &JobRecord,
     steps: &[StepRecord],
     last: &[AttemptRecord],
     secret: Option<&SecretRecord>,
-) -> Value {
+    access: PasswordAccess,
+) -> JobResult {
     let steps_json: Vec<Value> = steps
         .iter()
         .map(|s| result_step(s, last.iter().find(|a| a.position == s.position)))
@@ -186,15 +202,27 @@ pub fn job_result(
         "inputs": serde_json::from_str::<Value>(&job.inputs).unwrap_or(Value::Null),
         "steps": steps_json,
     });
+    let mut password_shown = false;
     if matches!(job.kind.as_str(), "bootstrap_user" | "set_password") {
-        body["credentials"] = credentials(job, steps, secret);
+        let (credentials, shown) = credentials(job, steps, secret, access);
+        body["credentials"] = credentials;
+        password_shown = shown;
     }
-    body
+    JobResult {
+        body,
+        password_shown,
+    }
 }
 
 /// Credentials are shown only when this job created the account; a password only when the
-/// service generated it and it has not expired.
-fn credentials(job: &JobRecord, steps: &[StepRecord], secret: Option<&SecretRecord>) -> Value {
+/// service generated it, it has not expired, and the caller may see it. Also says whether the
+/// password is in the answer.
+fn credentials(
+    job: &JobRecord,
+    steps: &[StepRecord],
+    secret: Option<&SecretRecord>,
+    access: PasswordAccess,
+) -> (Value, bool) {
     // The password was set by this job: the account was created by it, or its password was set.
     let created = steps.iter().any(|s| {
         let output = || {
@@ -207,13 +235,24 @@ fn credentials(job: &JobRecord, steps: &[StepRecord], secret: Option<&SecretReco
                 || (s.name == "create_account" && output().is_some_and(|o| o["created"] == true)))
     });
     let (Some(username), true, Some(secret)) = (job.username.as_deref(), created, secret) else {
-        return Value::Null;
+        return (Value::Null, false);
     };
     if !secret.generated {
-        return json!({"username": username, "password": null, "generated": false});
+        let body = json!({"username": username, "password": null, "generated": false});
+        return (body, false);
     }
-    match &secret.password {
-        Some(p) => json!({"username": username, "password": p, "generated": true}),
-        None => json!({"username": username, "password": null, "generated": true, "expired": true}),
+    match (&secret.password, access) {
+        (Some(p), PasswordAccess::Shown) => (
+            json!({"username": username, "password": p, "generated": true}),
+            true,
+        ),
+        (Some(_), PasswordAccess::Withheld(reason)) => (
+            json!({"username": username, "password": null, "generated": true, "withheld": reason}),
+            false,
+        ),
+        (None, _) => (
+            json!({"username": username, "password": null, "generated": true, "expired": true}),
+            false,
+        ),
     }
 }

@@ -9,6 +9,7 @@
 //! touches the job row only if the writer still holds the lease of that claim
 //! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
 
+mod audit;
 mod control;
 mod history;
 mod lease;
