@@ -64,6 +64,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Serve `GET /metrics` without an admin key.
     pub metrics_public: bool,
+    /// Variables of the service's environment passed on to the CLIs besides the fixed set of
+    /// `exec::env` (never one of the service's own settings).
+    pub cli_env_passthrough: std::sync::Arc<[String]>,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.
