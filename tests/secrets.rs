@@ -4,10 +4,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::service::{Service, wait_final};
-use common::{CI_KEY, KEY, Sandbox};
+use common::{CI_KEY, KEY, Sandbox, TestApp};
 use serde_json::{Value, json};
 
 /// The `NAME=value` lines a fake wrote for its `<op>.env` control.
@@ -100,4 +100,51 @@ fn a_service_setting_in_the_allow_list_is_refused_at_start() {
     );
     assert!(!stderr.contains(KEY), "{stderr}");
     let _ = CI_KEY;
+}
+
+/// Whether any file of `dir` contains one of `needles`, byte for byte.
+fn files_contain(dir: &std::path::Path, needles: &[&str]) -> Option<String> {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return Some(format!("{} holds {needle:?}", path.display()));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn erased_passwords_leave_every_database_file() {
+    let app = TestApp::start_with(|raw| raw.credentials_ttl_seconds = 1).await;
+    // The longest password allowed: SQLite writes the shorter row over the end of the old one,
+    // so an erased short value is overwritten by chance; most of a long one is not.
+    let chosen = format!("Chosen-Pass_{}", "x1".repeat(58));
+    assert_eq!(chosen.len(), 128);
+    let chosen_job = app
+        .bootstrap(json!({"username": "alice", "password": chosen}))
+        .await;
+    let generated_job = app.bootstrap(json!({"username": "bob"})).await;
+    for id in [&chosen_job, &generated_job] {
+        assert_eq!(app.wait_final(id).await["status"], "succeeded");
+    }
+    // The fake everestctl keeps the password it was given.
+    let generated = std::fs::read_to_string(app.sandbox.state().join("users/bob")).unwrap();
+    let generated = generated.trim();
+    assert!(generated.len() >= 16, "{generated}");
+
+    let dir = app.sandbox.db().parent().unwrap().to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Some(found) = files_contain(&dir, &[&chosen, &chosen[..20], generated]) {
+        assert!(
+            Instant::now() < deadline,
+            "after the credentials TTL and the purge, {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = app.result(&generated_job).await;
+    assert!(result["password"].is_null(), "{result}");
+    app.stop().await;
 }
