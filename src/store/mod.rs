@@ -38,7 +38,7 @@ pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
-pub use secrets::WalTruncation;
+pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
 
 /// A store error. Callers treat it as "the database is unavailable right now".
@@ -83,6 +83,8 @@ pub struct Store {
     changes: tokio::sync::broadcast::Sender<String>,
     /// The database file.
     path: std::sync::Arc<Path>,
+    /// The key of the idempotency request hash, read (or created) at open.
+    idempotency_secret: std::sync::Arc<IdempotencySecret>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -128,6 +130,7 @@ impl Store {
             .await?;
         restrict_permissions(path);
         sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
+        let idempotency_secret = secrets::idempotency_secret(&mut conn).await?;
         // Nothing else has the file open yet: whatever a previous process (or a migration) left
         // in the WAL, erased secrets included, goes now.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -150,6 +153,7 @@ impl Store {
             locks_released: Default::default(),
             changes,
             path: path.into(),
+            idempotency_secret: std::sync::Arc::new(idempotency_secret),
         })
     }
 

@@ -1,5 +1,5 @@
-//! Secrets at rest: erasing expired passwords, and making sure an erased one is gone from the
-//! database files too.
+//! Secrets at rest: erasing expired passwords, making sure an erased one is gone from the
+//! database files too, and the database's own secret that keys the idempotency hash.
 //!
 //! With `secure_delete` (set on every connection) SQLite overwrites what it deletes, so an
 //! erased password is gone from the database file once the page is written back. But the WAL
@@ -7,7 +7,57 @@
 //! password included, and a normal checkpoint only copies them, it does not remove them. So
 //! after erasing, the WAL is checkpointed whole and truncated to zero bytes.
 
-use super::{Result, Store, Write, now_ms};
+use std::fmt;
+
+use rand::RngCore;
+
+use super::{Result, Store, StoreError, Write, now_ms};
+
+/// The random key of the idempotency request hash (HMAC), created with the database and kept in
+/// it. Its `Debug` shows no byte of it.
+#[derive(Clone)]
+pub struct IdempotencySecret([u8; 32]);
+
+impl IdempotencySecret {
+    /// The key bytes, for the keyed hash.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IdempotencySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdempotencySecret(********)")
+    }
+}
+
+/// Name of the secret in `service_secrets`.
+const IDEMPOTENCY_HMAC: &str = "idempotency_hmac";
+
+/// Reads the idempotency secret, creating it on the first open of the database.
+pub(super) async fn idempotency_secret(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<IdempotencySecret> {
+    let mut fresh = [0u8; 32];
+    rand::rng().fill_bytes(&mut fresh);
+    // A secret created by an earlier open stays: hashes stored with it must still match.
+    sqlx::query("INSERT OR IGNORE INTO service_secrets (name, value) VALUES (?, ?)")
+        .bind(IDEMPOTENCY_HMAC)
+        .bind(&fresh[..])
+        .execute(&mut *conn)
+        .await?;
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT value FROM service_secrets WHERE name = ?")
+        .bind(IDEMPOTENCY_HMAC)
+        .fetch_one(&mut *conn)
+        .await?;
+    let bytes = stored.try_into().map_err(|v: Vec<u8>| {
+        StoreError::Corrupt(format!(
+            "the idempotency secret has {} bytes instead of 32",
+            v.len()
+        ))
+    })?;
+    Ok(IdempotencySecret(bytes))
+}
 
 /// What [`Store::truncate_wal`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +71,11 @@ pub enum WalTruncation {
 }
 
 impl Store {
+    /// The key of the idempotency request hash (see [`IdempotencySecret`]).
+    pub fn idempotency_secret(&self) -> &IdempotencySecret {
+        &self.idempotency_secret
+    }
+
     /// Erases passwords whose time is up; returns how many were erased. Follow it with
     /// [`Store::truncate_wal`] so that they leave the WAL too.
     pub async fn purge_expired_secrets(&self) -> Result<u64> {
