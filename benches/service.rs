@@ -2058,10 +2058,12 @@ fn spawn_floor_exec(
         let limits = ExecLimits {
             max_output_chars: 20_000,
             kill_grace: Duration::from_secs(5),
+            pass_env: Default::default(),
         };
         let mut tasks = Vec::new();
         for _ in 0..parallelism {
             let commands = commands.clone();
+            let limits = limits.clone();
             tasks.push(tokio::spawn(async move {
                 let cancel = CancellationToken::new();
                 let mut n = 0u64;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
-use crate::store::Store;
+use crate::store::{Store, WalTruncation};
 use crate::worker::Worker;
 
 /// Takes the exclusive lock that makes this process the only one using the database file.
@@ -155,6 +155,16 @@ async fn purge_secrets(store: Store, ttl: Duration, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired generated credentials erased"),
             Err(e) => tracing::warn!(error = %e, "cannot purge expired credentials"),
+        }
+        // Erased passwords (these, and chosen ones erased when their job succeeded) stay in the
+        // WAL until it is truncated.
+        match store.truncate_wal().await {
+            Ok(WalTruncation::AlreadyEmpty | WalTruncation::Truncated) => {}
+            Ok(WalTruncation::Busy) => tracing::warn!(
+                "readers kept the database's WAL busy: erased credentials may stay in it until \
+                 the next purge, which tries again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot truncate the database's WAL"),
         }
     }
 }

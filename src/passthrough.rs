@@ -79,6 +79,7 @@ async fn run(spec: &CommandSpec, settings: &Settings) -> Result<ExecOutput, Pass
     let limits = ExecLimits {
         max_output_chars: crate::worker::DATA_OUTPUT_LIMIT,
         kill_grace: settings.kill_grace,
+        pass_env: settings.cli_env_passthrough.clone(),
     };
     let result = exec::run(spec, &limits, &CancellationToken::new()).await;
     crate::telemetry::cli_invocation(&spec.program, crate::worker::exit_class(&result));

@@ -23,6 +23,7 @@ async fn child_env_reaches_every_command_and_a_spec_can_override_it() {
     let limits = ExecLimits {
         max_output_chars: 1000,
         kill_grace: Duration::from_millis(300),
+        pass_env: Default::default(),
     };
     let script = r#"echo "$KUBECONFIG|$EXTRA|$NO_COLOR""#;
     let spec = CommandSpec::new(

@@ -21,6 +21,7 @@ fn limits() -> ExecLimits {
     ExecLimits {
         max_output_chars: 1000,
         kill_grace: Duration::from_millis(300),
+        pass_env: Default::default(),
     }
 }
 
@@ -304,4 +305,40 @@ async fn secrets_are_redacted_from_display_and_output() {
     );
     assert_eq!(out.stdout, "token=********\n");
     assert_eq!(out.stderr, "********\n");
+}
+
+#[tokio::test]
+async fn a_command_gets_only_the_base_environment_and_the_listed_names() {
+    // Variables of this test process that no command gets unless they are listed (cargo sets
+    // several, e.g. CARGO_MANIFEST_DIR, for every test it runs).
+    let mut others: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !everestctl_api::exec::env::passed_by_default(k.as_ref()))
+        .collect();
+    assert!(others.len() >= 2, "the test needs two unlisted variables");
+    let (listed, listed_value) = others.remove(0);
+    let limits = ExecLimits {
+        pass_env: vec![listed.clone()].into(),
+        ..limits()
+    };
+    let spec = CommandSpec::new("env", vec![], Duration::from_secs(20));
+    let out = run(&spec, &limits, &CancellationToken::new())
+        .await
+        .unwrap();
+    let env: Vec<(&str, &str)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let has = |name: &str| env.iter().any(|(k, _)| *k == name);
+    assert!(
+        env.contains(&(listed.as_str(), listed_value.as_str())),
+        "{env:?}"
+    );
+    for (name, _) in &others {
+        assert!(!has(name), "{name} was not listed: {env:?}");
+    }
+    for name in ["PATH", "HOME"] {
+        assert_eq!(has(name), std::env::var_os(name).is_some(), "{name}");
+    }
+    assert!(has("NO_COLOR"));
 }

@@ -202,6 +202,9 @@ pub fn hint(key: &str) -> &'static str {
         "default_operators" => "Use a comma-separated list of mongodb, postgresql, mysql",
         "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
         "log_format" => "Use `json` or `text`",
+        "cli_env_passthrough" => {
+            "Use a comma-separated list of variable names, e.g. AWS_PROFILE,AWS_REGION"
+        }
         "retry_base_seconds" | "retry_max_seconds" => "Use a number of seconds greater than 0",
         "max_connections" => {
             "Use 0 (derived from the open-file limit) or a whole number up to 1000000"

@@ -76,6 +76,9 @@ pub struct Settings {
     pub http_idle_timeout: Duration,
     /// Most open HTTP connections; 0 = derived from the file limit at start.
     pub max_connections: usize,
+    /// Variables of the service's environment passed on to the CLIs besides the fixed set of
+    /// `exec::env` (never one of the service's own settings).
+    pub cli_env_passthrough: std::sync::Arc<[String]>,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

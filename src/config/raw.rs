@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HTTP_HEADER_TIMEOUT_SECONDS",
     "HTTP_IDLE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
+    "CLI_ENV_PASSTHROUGH",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -85,6 +87,7 @@ pub struct RawConfig {
     pub http_header_timeout_seconds: u64,
     pub http_idle_timeout_seconds: u64,
     pub max_connections: usize,
+    pub cli_env_passthrough: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -122,6 +125,7 @@ impl Default for RawConfig {
             http_header_timeout_seconds: 10,
             http_idle_timeout_seconds: 60,
             max_connections: 0,
+            cli_env_passthrough: None,
         }
     }
 }
@@ -276,6 +280,7 @@ impl RawConfig {
                 86_400,
             )?),
             max_connections: range("max_connections", self.max_connections, 0, 1_000_000)?,
+            cli_env_passthrough: cli_env_passthrough(self.cli_env_passthrough.as_deref())?,
         })
     }
 
@@ -403,6 +408,34 @@ fn database_path(url: &str) -> Result<PathBuf, ConfigError> {
         ));
     }
     Ok(PathBuf::from(path))
+}
+
+/// Parses `CLI_ENV_PASSTHROUGH`: names of environment variables, never the service's own.
+fn cli_env_passthrough(value: Option<&str>) -> Result<Arc<[String]>, ConfigError> {
+    let key = "cli_env_passthrough";
+    let names = list(value);
+    for name in &names {
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ConfigError::key(
+                key,
+                format!("{name:?} is not an environment variable name"),
+            ));
+        }
+        // The service's settings (admin keys, the database) are exactly what the CLIs must not
+        // see; figment reads them whatever their case, so no spelling of them may be passed on.
+        if ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+            return Err(ConfigError::key(
+                key,
+                format!("{name} is a setting of this service and is never passed to the CLIs"),
+            ));
+        }
+    }
+    Ok(names.into())
 }
 
 fn default_operators(value: &str) -> Result<Operators, ConfigError> {

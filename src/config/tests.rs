@@ -312,3 +312,35 @@ fn example_config_is_valid_and_shows_the_defaults() {
         }
     }
 }
+
+#[test]
+fn cli_env_passthrough_takes_names_but_never_the_services_settings() {
+    let s = load("admin_api_key = 'k'\ncli_env_passthrough = 'AWS_PROFILE, _X1,'").unwrap();
+    assert_eq!(&*s.cli_env_passthrough, ["AWS_PROFILE", "_X1"]);
+    assert!(
+        load("admin_api_key = 'k'")
+            .unwrap()
+            .cli_env_passthrough
+            .is_empty()
+    );
+
+    for (list, problem) in [
+        (
+            "AWS_PROFILE,ADMIN_API_KEYS",
+            "ADMIN_API_KEYS is a setting of this service",
+        ),
+        ("database_url", "database_url is a setting of this service"),
+        ("AWS=1", "\"AWS=1\" is not an environment variable name"),
+        ("1X", "\"1X\" is not an environment variable name"),
+    ] {
+        let err = load(&format!(
+            "admin_api_key = 'k'\ncli_env_passthrough = '{list}'"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("CLI_ENV_PASSTHROUGH") && err.contains(problem),
+            "{err}"
+        );
+    }
+}

@@ -1,18 +1,19 @@
 //! Running one external command (the `everestctl` / `kubectl` CLIs) safely.
 //!
 //! The child gets its own process group (which we signal as a whole; it stays in this process's
-//! session, see `docs/decisions.md`), stdin from the caller or `/dev/null`, the inherited
-//! environment plus `NO_COLOR=1` and [`set_child_env`]'s variables. Its output is captured with
+//! session, see `docs/decisions.md`), stdin from the caller or `/dev/null`, and a minimal
+//! environment (see [`env`]: never this service's own settings). Its output is captured with
 //! bounded memory, then cleaned, redacted and truncated. This module knows nothing about jobs:
 //! callers map [`ExecOutput`] to their needs.
 
 mod capture;
 mod clean;
+pub mod env;
 mod group;
 mod resolve;
 mod runner;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use clean::{MASK, clean_output, redact};
@@ -31,7 +32,7 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Strings replaced by [`MASK`] in the displayed command line and in the captured output.
     pub secrets: Vec<String>,
-    /// Extra environment variables, added to the inherited environment (and `NO_COLOR=1`).
+    /// Extra environment variables, set last (over the base environment, see [`env`]).
     pub env: Vec<(String, String)>,
 }
 
@@ -88,8 +89,8 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-/// Environment added to every child of this process (after the inherited environment, before
-/// [`CommandSpec::env`]). Set once at startup by the binary, for variables it computed itself
+/// Environment added to every child of this process (after the variables passed on from this
+/// process's environment, before [`CommandSpec::env`]). Set once at startup by the binary, for variables it computed itself
 /// such as the in-cluster `KUBECONFIG` (`std::env::set_var` would need unsafe code).
 static CHILD_ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
@@ -104,13 +105,16 @@ pub fn child_env() -> &'static [(String, String)] {
     CHILD_ENV.get().map_or(&[], Vec::as_slice)
 }
 
-/// Limits applied to every run.
-#[derive(Debug, Clone, Copy)]
+/// Limits and environment applied to every run, from the caller's configuration.
+#[derive(Debug, Clone)]
 pub struct ExecLimits {
     /// Maximum chars kept per stream (stdout and stderr each), head and tail halves.
     pub max_output_chars: usize,
     /// After SIGTERM (timeout or cancellation), how long the child gets before SIGKILL.
     pub kill_grace: Duration,
+    /// Names of variables of this process's environment passed on to the child besides
+    /// [`env::BASE`] (the operator's allow-list; the caller vets it, see [`env`]).
+    pub pass_env: Arc<[String]>,
 }
 
 /// How the child ended.

@@ -59,7 +59,7 @@ pub async fn run(
         });
     }
 
-    let mut child = spawn(spec, &path)?;
+    let mut child = spawn(spec, limits, &path)?;
     // Declared after `child` so that it drops first, while the leader is not yet reaped and the
     // group id therefore still designates our group.
     let mut group = ProcessGroup::new(child_pid(&child));
@@ -137,14 +137,19 @@ pub async fn run(
     Ok(output)
 }
 
-fn spawn(spec: &CommandSpec, path: &Path) -> Result<Child, ExecError> {
+fn spawn(spec: &CommandSpec, limits: &ExecLimits, path: &Path) -> Result<Child, ExecError> {
+    let env = super::env::build(
+        std::env::vars_os(),
+        &limits.pass_env,
+        super::child_env(),
+        &spec.env,
+    );
     let mut command = tokio::process::Command::new(absolute(path));
     command
         .args(&spec.args)
-        // The CLIs' colours are noise in stored output (we strip escapes anyway).
-        .env("NO_COLOR", "1")
-        .envs(super::child_env().iter().map(|(k, v)| (k, v)))
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // Nothing of this process's environment but what `env::build` chose (no admin keys).
+        .env_clear()
+        .envs(env)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {

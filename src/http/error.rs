@@ -35,6 +35,12 @@ pub enum ApiError {
     AlreadyFinished { status: String },
     #[error("this Idempotency-Key was used with a different request (job {job_id})")]
     IdempotencyConflict { job_id: String },
+    /// The key was used before an upgrade, whose request hash could not be kept.
+    #[error(
+        "this Idempotency-Key was used before an upgrade of the service (job {job_id}); that \
+         request cannot be verified, so the key cannot be reused: send a new key"
+    )]
+    IdempotencyUnverifiable { job_id: String },
     #[error("the request body is larger than 1 MiB")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -66,7 +72,9 @@ impl ApiError {
             ApiError::NotFinished { .. } => (StatusCode::CONFLICT, "not_finished"),
             ApiError::AlreadyFinished { .. } => (StatusCode::CONFLICT, "already_finished"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            ApiError::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::IdempotencyConflict { .. } | ApiError::IdempotencyUnverifiable { .. } => {
+                (StatusCode::CONFLICT, "idempotency_conflict")
+            }
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -108,7 +116,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFinished { status } | ApiError::AlreadyFinished { status } => {
                 body["status"] = json!(status)
             }
-            ApiError::IdempotencyConflict { job_id } => body["job_id"] = json!(job_id),
+            ApiError::IdempotencyConflict { job_id }
+            | ApiError::IdempotencyUnverifiable { job_id } => body["job_id"] = json!(job_id),
             ApiError::RateLimited { retry_after } => {
                 let retry_after = [(header::RETRY_AFTER, retry_after.to_string())];
                 return (status, retry_after, Json(body)).into_response();

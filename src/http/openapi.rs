@@ -184,7 +184,8 @@ pub struct SubmitQuery {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct SubmitHeaders {
-    /// The same key with the same body returns the original job (kept at least 24 h).
+    /// The same key with the same body returns the original job (kept at least 24 h). Keys are
+    /// scoped to the admin key name that sent them.
     #[param(rename = "Idempotency-Key")]
     pub idempotency_key: Option<String>,
 }

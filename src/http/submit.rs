@@ -5,13 +5,14 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::middleware::{Caller, RequestId};
 use super::{ApiError, AppState, extract, views};
 use crate::domain::Plan;
-use crate::store::{NewJob, Submitted};
+use crate::store::{IdempotencySecret, NewJob, Submitted};
 
 /// Who submits a job, and how: taken from the request before its body.
 pub struct SubmitContext {
@@ -91,16 +92,18 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     })
 }
 
-/// Hash of the route and the body as JSON with sorted keys, so formatting does not matter.
-fn request_hash(route: &str, raw: &[u8]) -> String {
+/// Keyed hash (HMAC-SHA256 with the database's secret) of the route and the body as JSON with
+/// sorted keys, so formatting does not matter. The body may hold a password: without the key,
+/// the stored hash cannot be used to test guesses of it.
+fn request_hash(secret: &IdempotencySecret, route: &str, raw: &[u8]) -> String {
     let canonical = serde_json::from_slice::<Value>(raw)
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let mut h = Sha256::new();
+    let mut h = Hmac::<Sha256>::new_from_slice(secret.bytes()).expect("HMAC takes any key size");
     h.update(route.as_bytes());
-    h.update([0]);
+    h.update(&[0]);
     h.update(canonical.as_bytes());
-    hex::encode(h.finalize())
+    hex::encode(h.finalize().into_bytes())
 }
 
 /// Stores the job (answering 202 only after the commit) or resolves its idempotency key.
@@ -126,7 +129,10 @@ pub async fn store_job(
             .collect(),
         submitted_by: sub.caller.name.clone(),
         request_id: sub.request_id.0.clone(),
-        idempotency: key.map(|k| (k, request_hash(sub.route, sub.raw_body))),
+        idempotency: key.map(|k| {
+            let hash = request_hash(state.store.idempotency_secret(), sub.route, sub.raw_body);
+            (k, hash)
+        }),
         secret: plan
             .password
             .as_ref()
@@ -156,6 +162,7 @@ pub async fn store_job(
             Ok(response)
         }
         Submitted::Conflict(job_id) => Err(ApiError::IdempotencyConflict { job_id }),
+        Submitted::Unverifiable(job_id) => Err(ApiError::IdempotencyUnverifiable { job_id }),
     }
 }
 

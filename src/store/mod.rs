@@ -19,6 +19,7 @@ mod prune;
 mod read;
 mod readers;
 mod run;
+mod secrets;
 mod submit;
 mod writer;
 
@@ -38,6 +39,7 @@ pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
+pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
 
 /// A store error. Callers treat it as "the database is unavailable right now".
@@ -80,6 +82,10 @@ pub struct Store {
     locks_released: std::sync::Arc<tokio::sync::Notify>,
     /// Ids of jobs whose status or current step may have changed, sent after each commit.
     changes: tokio::sync::broadcast::Sender<String>,
+    /// The database file.
+    path: std::sync::Arc<Path>,
+    /// The key of the idempotency request hash, read (or created) at open.
+    idempotency_secret: std::sync::Arc<IdempotencySecret>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -89,6 +95,9 @@ pub fn now_ms() -> i64 {
 
 /// Read-only connections: reads run in parallel with each other and with the writer (WAL).
 const READERS: u32 = 4;
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -105,9 +114,12 @@ impl Store {
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Deleted content (an erased password, a cleared hash) is overwritten with zeros,
+            // not left in free space of its page or on the free list.
+            .pragma("secure_delete", "ON");
         let mut conn = options
             .clone()
             .create_if_missing(true)
@@ -119,6 +131,12 @@ impl Store {
             .await?;
         restrict_permissions(path);
         sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
+        let idempotency_secret = secrets::idempotency_secret(&mut conn).await?;
+        // Nothing else has the file open yet: whatever a previous process (or a migration) left
+        // in the WAL, erased secrets included, goes now.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await?;
         let writer = Writer::start(writer_connection(path)?).map_err(StoreError::Thread)?;
         sqlx::Connection::close(conn).await?;
         let pool = SqlitePoolOptions::new()
@@ -135,6 +153,8 @@ impl Store {
             readers: std::sync::Arc::new(readers::Readers::new(path)),
             locks_released: Default::default(),
             changes,
+            path: path.into(),
+            idempotency_secret: std::sync::Arc::new(idempotency_secret),
         })
     }
 
@@ -217,10 +237,12 @@ fn writer_connection(path: &Path) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    // FULL: a commit is on disk before the 202 that acknowledges it is sent.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: a commit is on disk before the 202 that acknowledges it is sent. secure_delete: see
+    // `Store::open`.
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA secure_delete = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)

@@ -15,7 +15,8 @@ pub struct NewJob {
     pub steps: Vec<String>,
     pub submitted_by: String,
     pub request_id: String,
-    /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
+    /// `(key, keyed hash of the request)` when the client sent an `Idempotency-Key`; the key is
+    /// scoped to `submitted_by`.
     pub idempotency: Option<(String, String)>,
     /// `(password, generated)` when the job sets a password.
     pub secret: Option<(String, bool)>,

@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use super::{
-    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, Write, now_ms,
+    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms,
 };
 
 pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namespace, summary, error, \
@@ -95,19 +95,6 @@ impl Store {
             }
             s
         }))
-    }
-
-    /// Erases passwords whose time is up; returns how many were erased.
-    pub async fn purge_expired_secrets(&self) -> Result<u64> {
-        self.write(|conn| {
-            let done = conn
-                .prepare_cached(
-                    "UPDATE job_secrets SET password = NULL WHERE password IS NOT NULL AND expires_at <= ?",
-                )?
-                .execute([now_ms()])?;
-            Ok(Write::Keep(done as u64))
-        })
-        .await
     }
 }
 

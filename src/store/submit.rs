@@ -13,6 +13,9 @@ pub enum Submitted {
     Replayed(String),
     /// The idempotency key was seen before with a different request.
     Conflict(String),
+    /// The idempotency key was used before the upgrade that keyed the request hash: its
+    /// request is unknown, so this one cannot be checked against it.
+    Unverifiable(String),
 }
 
 impl Store {
@@ -25,17 +28,21 @@ impl Store {
     }
 }
 
+/// The job an admin key name already submitted with an idempotency key (`jobs_idempotency`).
+pub(super) const IDEMPOTENCY_SQL: &str =
+    "SELECT id, request_hash FROM jobs WHERE submitted_by = ? AND idempotency_key = ?";
+
 fn insert(tx: &Connection, job: &NewJob) -> Result<Submitted> {
     if let Some((key, hash)) = &job.idempotency {
         let seen: Option<(String, Option<String>)> = tx
-            .prepare_cached("SELECT id, request_hash FROM jobs WHERE idempotency_key = ?")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(IDEMPOTENCY_SQL)?
+            .query_row([&job.submitted_by, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((id, seen_hash)) = seen {
-            return Ok(if seen_hash.as_deref() == Some(hash.as_str()) {
-                Submitted::Replayed(id)
-            } else {
-                Submitted::Conflict(id)
+            return Ok(match seen_hash {
+                None => Submitted::Unverifiable(id),
+                Some(seen) if seen == *hash => Submitted::Replayed(id),
+                Some(_) => Submitted::Conflict(id),
             });
         }
     }

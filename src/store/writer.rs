@@ -62,7 +62,13 @@ enum Msg {
     Op(Op),
     /// Commit what is queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
+    /// Commit what is queued, then checkpoint the WAL and truncate it (see [`Writer::truncate_wal`]).
+    Truncate(oneshot::Sender<rusqlite::Result<bool>>),
 }
+
+/// How long a WAL truncation waits for readers still using the WAL before it gives up: short,
+/// because every write waits behind it.
+const TRUNCATE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Handle to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -153,6 +159,18 @@ impl Writer {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// After what is queued is committed, copies the whole WAL into the database and truncates
+    /// it to zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`), so that no old page image (an erased
+    /// password, say) stays in the WAL file. Returns `false` when readers still used the WAL
+    /// after [`TRUNCATE_WAIT`]: nothing is lost, the caller tries again later.
+    pub(super) async fn truncate_wal(&self) -> Result<bool> {
+        let (ack, done) = oneshot::channel();
+        self.sender
+            .send(Msg::Truncate(ack))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(done.await.map_err(|_| StoreError::Closed)??)
+    }
+
     /// Commits what is queued and closes the connection (checkpointing the WAL).
     pub(super) async fn close(&self) {
         let (ack, closed) = oneshot::channel();
@@ -164,12 +182,13 @@ impl Writer {
 
 fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
     while let Ok(msg) = rx.recv() {
-        let mut close = None;
+        // A message that ended the batch, handled once the batch is committed.
+        let mut after = None;
         match msg {
             Msg::Op(first) => {
                 let mut taken = 1;
                 let mut more = || {
-                    if close.is_some() || taken >= MAX_BATCH {
+                    if after.is_some() || taken >= MAX_BATCH {
                         return None;
                     }
                     match rx.try_recv() {
@@ -177,8 +196,8 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
                             taken += 1;
                             Some(op)
                         }
-                        Ok(Msg::Close(ack)) => {
-                            close = Some(ack);
+                        Ok(msg) => {
+                            after = Some(msg);
                             None
                         }
                         Err(_) => None,
@@ -189,8 +208,16 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
                     crate::telemetry::write_batch(taken);
                 }
             }
-            Msg::Close(ack) => close = Some(ack),
+            msg => after = Some(msg),
         }
+        let close = match after {
+            Some(Msg::Close(ack)) => Some(ack),
+            Some(Msg::Truncate(ack)) => {
+                let _ = ack.send(truncate(&conn));
+                None
+            }
+            Some(Msg::Op(_)) | None => None,
+        };
         if let Some(ack) = close {
             // Operations queued after the close request get `Closed` when dropped.
             drop(rx);
@@ -200,6 +227,26 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
             let _ = ack.send(());
             return;
         }
+    }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` outside any transaction, waiting at most [`TRUNCATE_WAIT`]
+/// for readers. Returns whether the WAL was checkpointed whole and truncated.
+fn truncate(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.busy_timeout(TRUNCATE_WAIT)?;
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    match result {
+        // The first column is 1 when readers kept the checkpoint from completing.
+        Ok(busy) => Ok(busy == 0),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

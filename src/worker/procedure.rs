@@ -44,6 +44,7 @@ impl Cli<'_> {
         let limits = ExecLimits {
             max_output_chars,
             kill_grace: self.settings.kill_grace,
+            pass_env: self.settings.cli_env_passthrough.clone(),
         };
         let result = exec::run(spec, &limits, self.stop).await;
         crate::telemetry::cli_invocation(&spec.program, exit_class(&result));

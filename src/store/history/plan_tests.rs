@@ -195,3 +195,12 @@ async fn history_claim_and_pruner_use_indexes() {
         assert_uses(&sql, &plan, index);
     }
 }
+
+#[tokio::test]
+async fn the_idempotency_lookup_uses_its_scoped_index() {
+    let (s, _d) = fresh().await;
+    let args = [Arg::Text("ops".into()), Arg::Text("key-1".into())];
+    let plan = explain(&s, crate::store::submit::IDEMPOTENCY_SQL, &args).await;
+    assert_no_table_scan("idempotency lookup", &plan);
+    assert_uses("idempotency lookup", &plan, "jobs_idempotency");
+}

@@ -201,3 +201,28 @@ async fn a_panicking_operation_fails_alone_and_the_writer_goes_on() {
     insert(&s, 4).await.unwrap();
     assert_eq!(values(&s).await, vec![1, 3, 4]);
 }
+
+#[tokio::test]
+async fn truncating_the_wal_waits_for_no_reader_and_is_tried_again_later() {
+    use crate::store::WalTruncation;
+    let (s, dir) = store().await;
+    let wal = dir.path().join("db.sqlite-wal");
+    insert(&s, 1).await.unwrap();
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+
+    // A reader inside a read transaction that started before the last write pins the WAL.
+    let reader = Connection::open(dir.path().join("db.sqlite")).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+        .unwrap();
+    insert(&s, 2).await.unwrap();
+    assert_eq!(s.truncate_wal().await.unwrap(), WalTruncation::Busy);
+    // Writes go on meanwhile.
+    insert(&s, 3).await.unwrap();
+
+    reader.execute_batch("COMMIT").unwrap();
+    assert_eq!(s.truncate_wal().await.unwrap(), WalTruncation::Truncated);
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    assert_eq!(s.truncate_wal().await.unwrap(), WalTruncation::AlreadyEmpty);
+    assert_eq!(values(&s).await, [1, 2, 3]);
+}
