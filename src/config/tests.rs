@@ -315,10 +315,10 @@ fn example_config_is_valid_and_shows_the_defaults() {
 
 #[test]
 fn cli_env_passthrough_takes_names_but_never_the_services_settings() {
-    let s = load("admin_api_key = 'k'\ncli_env_passthrough = 'AWS_PROFILE, _X1,'").unwrap();
+    let s = load("admin_api_key = 'k-0123456789abcdef'\ncli_env_passthrough = 'AWS_PROFILE, _X1,'").unwrap();
     assert_eq!(&*s.cli_env_passthrough, ["AWS_PROFILE", "_X1"]);
     assert!(
-        load("admin_api_key = 'k'")
+        load("admin_api_key = 'k-0123456789abcdef'")
             .unwrap()
             .cli_env_passthrough
             .is_empty()
@@ -334,7 +334,7 @@ fn cli_env_passthrough_takes_names_but_never_the_services_settings() {
         ("1X", "\"1X\" is not an environment variable name"),
     ] {
         let err = load(&format!(
-            "admin_api_key = 'k'\ncli_env_passthrough = '{list}'"
+            "admin_api_key = 'k-0123456789abcdef'\ncli_env_passthrough = '{list}'"
         ))
         .unwrap_err()
         .to_string();
