@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -51,7 +51,7 @@ async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
               (status = 404, body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = extract::query(q.as_deref(), &["wait"])?;
@@ -112,7 +112,7 @@ async fn accepted_status(state: &AppState, id: &str) -> Result<Response, ApiErro
 async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;
     match state.store.request_cancel(&job.id, &caller.0).await? {
@@ -133,7 +133,7 @@ async fn cancel(
 async fn retry(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -157,7 +157,7 @@ async fn retry(
               (status = 409, body = ErrorBody, description = "not finished yet")))]
 async fn result(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     extract::query(q.as_deref(), &[])?;
