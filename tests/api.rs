@@ -565,3 +565,215 @@ async fn accounts_list_is_parsed_sorted_and_maps_cli_errors() {
     assert!(v["detail"].as_str().unwrap().contains("everestctl"), "{v}");
     app.stop().await;
 }
+
+/// `GET /jobs` through the API: the ids of every job, to show that nothing was queued.
+async fn job_ids(app: &TestApp) -> Vec<Value> {
+    let (status, v) = app.get_json("/jobs?limit=500").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].clone())
+        .collect()
+}
+
+async fn post_raw(app: &TestApp, path: &str, body: &str) -> (StatusCode, Value) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .header("X-Admin-Key", KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn struct_fields_given_as_arrays_are_refused_naming_the_field() {
+    let app = TestApp::start().await;
+    let cases = [
+        (
+            "/bootstrap/users",
+            r#"{"username": "alice", "resources": [4, 8192, 50, 7]}"#,
+            "resources",
+        ),
+        (
+            "/bootstrap/users",
+            r#"{"username": "alice", "operators": [true, true, false, false]}"#,
+            "operators",
+        ),
+        (
+            "/namespaces/resources",
+            r#"{"namespace": "alice", "resources": [4, 8192, 50, 7]}"#,
+            "resources",
+        ),
+        (
+            "/namespaces/operators",
+            r#"{"namespace": "alice", "operators": [true, false, false, false]}"#,
+            "operators",
+        ),
+        ("/namespaces/resources", r#"["alice", {}]"#, "body"),
+    ];
+    for (path, body, field) in cases {
+        let (status, v) = post_raw(&app, path, body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} {body}: {v}"
+        );
+        assert_eq!(v["error"], "validation_failed");
+        assert_eq!(v["fields"][0]["field"], field, "{path} {body}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("a JSON object"),
+            "{v}"
+        );
+    }
+    // The object forms are still accepted.
+    let (status, v) = post_raw(
+        &app,
+        "/bootstrap/users?dry_run=true",
+        r#"{"username": "alice", "resources": {"cpu_cores": 4}, "operators": {"mysql": true}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(job_ids(&app).await, Vec::<Value>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_even_after_a_wrongly_typed_value() {
+    let app = TestApp::start().await;
+    let routes = [
+        "/bootstrap/users",
+        "/accounts/password",
+        "/accounts/suspend",
+        "/accounts/resume",
+        "/accounts/delete",
+        "/namespaces/resources",
+        "/namespaces/operators",
+    ];
+    for path in routes {
+        for body in [
+            r#"{"username":5 BROKEN"#,
+            r#"{"username":5"#,
+            r#"{"namespace":[1,2"#,
+            r#"{"username":"alice",}"#,
+            "[4, 8192",
+        ] {
+            let (status, v) = post_raw(&app, path, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+            assert_eq!(v["error"], "bad_request", "{path} {body}: {v}");
+            assert!(v["detail"].as_str().unwrap().starts_with("malformed JSON"));
+        }
+        // Well-formed JSON with a wrong type stays a 422.
+        let (status, v) = post_raw(&app, path, r#"{"username":5,"namespace":5}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+    }
+    assert_eq!(job_ids(&app).await, Vec::<Value>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_paths_and_queries_get_the_json_envelope() {
+    let app = TestApp::start().await;
+    let send = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(path))
+            .header("X-Admin-Key", KEY)
+            .send()
+    };
+    use reqwest::Method;
+    let with_id = [
+        (Method::GET, "/jobs/%ff"),
+        (Method::GET, "/jobs/%ff/result"),
+        (Method::GET, "/jobs/%c3%28/history"),
+        (Method::POST, "/jobs/%ff/cancel"),
+        (Method::POST, "/jobs/%fe%ff/retry"),
+    ];
+    for (method, path) in with_id {
+        let r = send(method.clone(), path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "not_found", "{method} {path}: {v}");
+        assert!(v["detail"].is_string(), "{v}");
+    }
+    for path in [
+        "/jobs?%ff=1",
+        "/jobs?status=%ff",
+        "/jobs/00000000-0000-7000-8000-000000000000?wait=%zz",
+        "/jobs/00000000-0000-7000-8000-000000000000/history?x=1",
+        "/accounts/list?%ff",
+        "/namespaces?x=1",
+    ] {
+        let r = send(Method::GET, path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad_request", "{path}: {v}");
+    }
+    let (status, v) = app.get_json("/accounts/list?x=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        v["detail"], "this route takes no query parameters (got \"x\")",
+        "{v}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rule_messages_read_after_the_field_name() {
+    let app = TestApp::start().await;
+    for (path, body) in [
+        ("/bootstrap/users", json!({"username": "ab"})),
+        (
+            "/bootstrap/users",
+            json!({"username": "alice", "namespace": "kube-system"}),
+        ),
+        ("/bootstrap/users", json!({"username": "kube-x_"})),
+        (
+            "/accounts/password",
+            json!({"username": "alice", "new_password": "x"}),
+        ),
+        ("/accounts/delete", json!({"username": "default"})),
+    ] {
+        let r = app.post(path, &body).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let v: Value = r.json().await.unwrap();
+        for f in v["fields"].as_array().unwrap() {
+            let (field, message) = (f["field"].as_str().unwrap(), f["message"].as_str().unwrap());
+            assert!(
+                !message.starts_with(field) && !message.contains("must be must"),
+                "{body}: {field}: {message}"
+            );
+        }
+    }
+    for (query, start) in [
+        ("username=a", "username must match "),
+        ("status=done", "status must be one of "),
+        ("kind=x", "kind must be one of "),
+        ("namespace=Bad", "namespace must be a namespace name"),
+        ("submitted_by=%20", "submitted_by must be an admin key name"),
+        (
+            "created_after=yesterday",
+            "created_after must be an RFC 3339",
+        ),
+    ] {
+        let (status, v) = app.get_json(&format!("/jobs?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(start) && !detail.contains("must be must"),
+            "{query}: {detail}"
+        );
+    }
+    app.stop().await;
+}

@@ -117,6 +117,40 @@ fn invalid_configuration_stops_the_process_with_a_message_naming_the_key() {
     let (code, err) = run(command(&sandbox).env("WORKER_CONCURRENCY", "0"));
     assert_eq!(code, Some(2));
     assert!(err.contains("WORKER_CONCURRENCY"), "{err}");
+    // A value another setting makes unused is still checked, by `serve` and `check-config`
+    // (a `serve` that accepted it would keep running: bounded wait, then killed).
+    for args in [&[][..], &["check-config"][..]] {
+        let mut child = command(&sandbox)
+            .env("EVEREST_RBAC_APPLY_CMD", "apply --file {file}")
+            .env("RBAC_MODE", "bogus")
+            .env("PORT", "0")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("{args:?} accepted RBAC_MODE=bogus and kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("RBAC_MODE") && err.contains("bogus"), "{err}");
+    }
     let (code, err) = run(command(&sandbox).arg("--config").arg("/nonexistent.toml"));
     assert_eq!(code, Some(2));
     assert!(err.contains("/nonexistent.toml"), "{err}");

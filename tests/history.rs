@@ -237,6 +237,7 @@ async fn history_of_a_job_retried_once_after_a_transient_failure() {
         "{}",
         detail(4)
     );
+    assert_retry_fields(e);
     assert_eq!(
         detail(7),
         "create_account attempt 2: succeeded (exit code 0)"
@@ -286,6 +287,47 @@ async fn history_of_a_job_retried_once_after_a_transient_failure() {
     assert!(first["duration_ms"].is_i64() && first["finished_at"].is_string());
     assert_eq!(attempts[1]["job_attempt"], 2);
     app.stop().await;
+}
+
+/// The `retry_scheduled` event says when the retry is due, as data: `retry_at` (RFC 3339 UTC,
+/// milliseconds) is the event's time plus `delay_ms`, within the test's retry bounds, and the
+/// next claim comes no earlier. No other event has the fields.
+fn assert_retry_fields(events: &[Value]) {
+    let ms = |v: &Value| {
+        let text = v.as_str().unwrap();
+        assert!(
+            text.len() == 24 && text.ends_with('Z'),
+            "RFC 3339 UTC with milliseconds: {text}"
+        );
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let at = events
+        .iter()
+        .position(|e| e["type"] == "retry_scheduled")
+        .unwrap();
+    let retry = &events[at];
+    let delay = retry["delay_ms"].as_i64().unwrap();
+    // RETRY_BASE_SECONDS = 0.05 and RETRY_MAX_SECONDS = 0.2 in tests, with jitter below the base.
+    assert!((0..=200).contains(&delay), "{retry}");
+    let due = ms(&retry["retry_at"]);
+    let written = ms(&retry["at"]);
+    assert!(
+        (due - written - delay).abs() <= 5,
+        "retry_at = at + delay_ms: {retry}"
+    );
+    assert!(
+        ms(&events[at + 1]["at"]) >= due,
+        "claimed before it was due"
+    );
+    for e in events.iter().filter(|e| e["type"] != "retry_scheduled") {
+        let fields = e.as_object().unwrap();
+        assert!(
+            !fields.contains_key("retry_at") && !fields.contains_key("delay_ms"),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test]

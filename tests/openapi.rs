@@ -117,6 +117,28 @@ async fn the_document_lists_every_route_with_its_status_codes() {
     ] {
         assert!(schemas.contains_key(name), "{name} missing");
     }
+    // A scheduled retry is described as data, not only in prose.
+    let event = &schemas["HistoryEvent"]["properties"];
+    assert!(
+        event["retry_at"]["type"].to_string().contains("string")
+            && event["retry_at"]["format"] == "date-time",
+        "{event}"
+    );
+    assert!(
+        event["delay_ms"]["type"].to_string().contains("integer"),
+        "{event}"
+    );
+    // Nested request objects keep their properties (they are read as JSON objects only).
+    for (name, field) in [
+        ("ResourcesRequest", "cpu_cores"),
+        ("OperatorsRequest", "mysql"),
+    ] {
+        assert!(
+            schemas[name]["properties"][field].is_object(),
+            "{name}: {}",
+            schemas[name]
+        );
+    }
     let body = &doc["paths"]["/bootstrap/users"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"]["$ref"];
     assert_eq!(body, "#/components/schemas/BootstrapRequest");

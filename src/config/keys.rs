@@ -198,9 +198,16 @@ pub fn hint(key: &str) -> &'static str {
             "Use sqlite://path/to/file.db (relative paths start at the working directory)"
         }
         "everestctl_bin" | "kubectl_bin" => "Use a binary name found on PATH or a path to it",
-        "rbac_mode" => "Use `configmap` or `skip` (or set EVEREST_RBAC_APPLY_CMD)",
+        "rbac_mode" => {
+            "Use `configmap` or `skip` (checked even while EVEREST_RBAC_APPLY_CMD is set)"
+        }
         "default_operators" => "Use a comma-separated list of mongodb, postgresql, mysql",
-        "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
+        "namespace_denylist" => {
+            "Use a comma-separated list of namespace names, e.g. `default,production`"
+        }
+        "allowed_namespace_prefixes" => {
+            "Use a comma-separated list of lower-case prefixes, e.g. `tenant-,team-`"
+        }
         "log_format" => "Use `json` or `text`",
         "cli_env_passthrough" => {
             "Use a comma-separated list of variable names, e.g. AWS_PROFILE,AWS_REGION"

@@ -228,10 +228,7 @@ impl RawConfig {
             max_output_chars: range("max_output_chars", self.max_output_chars, 200, 10_000_000)?,
             rbac: self.rbac_mode()?,
             default_operators: default_operators(&self.default_operators)?,
-            namespace_policy: NamespacePolicy::new(
-                list(self.namespace_denylist.as_deref()),
-                list(self.allowed_namespace_prefixes.as_deref()),
-            ),
+            namespace_policy: self.namespace_policy()?,
             worker_concurrency,
             lease: Duration::from_secs(lease_seconds),
             max_attempts: range("max_attempts", self.max_attempts, 1, 100)?,
@@ -320,7 +317,43 @@ impl RawConfig {
         Ok(keys)
     }
 
+    /// Every entry is checked: a denylist entry that is no namespace name, or a prefix that no
+    /// namespace name can start with, would silently deny nothing or refuse every namespace.
+    fn namespace_policy(&self) -> Result<NamespacePolicy, ConfigError> {
+        let denylist = list(self.namespace_denylist.as_deref());
+        if let Some(bad) = denylist.iter().find(|n| !NamespacePolicy::is_valid_name(n)) {
+            return Err(ConfigError::key(
+                "namespace_denylist",
+                format!("{bad:?} is not a namespace name (RFC 1035 label)"),
+            ));
+        }
+        let prefixes = list(self.allowed_namespace_prefixes.as_deref());
+        // A prefix is valid when some namespace name starts with it.
+        if let Some(bad) = prefixes
+            .iter()
+            .find(|p| p.len() > 62 || !NamespacePolicy::is_valid_name(&format!("{p}a")))
+        {
+            return Err(ConfigError::key(
+                "allowed_namespace_prefixes",
+                format!("no namespace name can start with {bad:?}"),
+            ));
+        }
+        Ok(NamespacePolicy::new(denylist, prefixes))
+    }
+
     fn rbac_mode(&self) -> Result<RbacMode, ConfigError> {
+        // Checked even when EVEREST_RBAC_APPLY_CMD makes it unused: a typo must not wait for
+        // the day the command is removed.
+        let mode = match self.rbac_mode.trim() {
+            "skip" => RbacMode::Skip,
+            "configmap" => RbacMode::ConfigMap,
+            other => {
+                return Err(ConfigError::key(
+                    "rbac_mode",
+                    format!("{other:?} is not a mode"),
+                ));
+            }
+        };
         if let Some(cmd) = self
             .everest_rbac_apply_cmd
             .as_deref()
@@ -334,14 +367,7 @@ impl RawConfig {
             })?;
             return Ok(RbacMode::Command(cmd.to_string()));
         }
-        match self.rbac_mode.trim() {
-            "skip" => Ok(RbacMode::Skip),
-            "configmap" => Ok(RbacMode::ConfigMap),
-            other => Err(ConfigError::key(
-                "rbac_mode",
-                format!("{other:?} is not a mode"),
-            )),
-        }
+        Ok(mode)
     }
 }
 

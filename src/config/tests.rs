@@ -257,6 +257,47 @@ fn auth_throttle_settings_are_validated() {
     assert!(err.contains("AUTH_FAILURE_LIMIT"), "{err}");
 }
 
+#[test]
+fn a_value_made_unused_by_another_setting_is_still_checked() {
+    for toml in [
+        "rbac_mode = 'bogus'",
+        "rbac_mode = 'bogus'\neverest_rbac_apply_cmd = 'apply --file {file}'",
+    ] {
+        let err = load(&format!("admin_api_key = 'k'\n{toml}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RBAC_MODE") && err.contains("bogus"), "{err}");
+    }
+    let s =
+        load("admin_api_key = 'k'\nrbac_mode = 'skip'\neverest_rbac_apply_cmd = 'apply'").unwrap();
+    assert_eq!(s.rbac, RbacMode::Command("apply".into()));
+}
+
+#[test]
+fn namespace_lists_hold_only_namespace_names_and_prefixes() {
+    let s = load(
+        "admin_api_key = 'k'\nnamespace_denylist = 'default, production'\nallowed_namespace_prefixes = 'tenant-,t'",
+    )
+    .unwrap();
+    assert!(s.namespace_policy.parse("production").is_err());
+    assert!(s.namespace_policy.parse("tenant-a").is_ok());
+    for (key, value) in [
+        ("namespace_denylist", "Production"),
+        ("namespace_denylist", "kube_system"),
+        ("allowed_namespace_prefixes", "Tenant-"),
+        ("allowed_namespace_prefixes", "-x"),
+        ("allowed_namespace_prefixes", "team_"),
+    ] {
+        let err = load(&format!("admin_api_key = 'k'\n{key} = '{value}'"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&key.to_ascii_uppercase()) && err.contains(value),
+            "{err}"
+        );
+    }
+}
+
 /// `config.example.toml` with every commented-out `# key = value` line uncommented.
 fn example_uncommented() -> String {
     let keys: Vec<String> = raw::ENV_KEYS

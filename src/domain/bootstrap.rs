@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::object::object_only;
+
 use super::{
     FieldError, JobKind, NamespacePolicy, Operators, Password, Plan, Resources, StepName, Username,
 };
@@ -25,7 +27,7 @@ pub struct BootstrapRequest {
 
 /// Requested operators; `xtradb_cluster` is an alias of `mysql`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct OperatorsRequest {
     pub mongodb: Option<bool>,
     pub postgresql: Option<bool>,
@@ -35,13 +37,16 @@ pub struct OperatorsRequest {
 
 /// Requested resources; omitted values take the defaults.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ResourcesRequest {
     pub cpu_cores: Option<u32>,
     pub ram_mb: Option<u32>,
     pub disk_gb: Option<u32>,
     pub max_databases: Option<u32>,
 }
+
+object_only!(OperatorsRequest);
+object_only!(ResourcesRequest);
 
 /// The resolved inputs of a bootstrap job, as stored (never a password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ mod input;
 mod job;
 mod lifecycle;
 mod names;
+mod object;
 mod resources;
 
 pub use bootstrap::{

@@ -97,7 +97,7 @@ impl NamespacePolicy {
             || self.denylist.iter().any(|d| d == s);
         if reserved {
             return Err(format!(
-                "namespace {s:?} is reserved and cannot be used for a tenant"
+                "is reserved ({s:?}) and cannot be used for a tenant"
             ));
         }
         if !self.allowed_prefixes.is_empty()

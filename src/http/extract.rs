@@ -1,9 +1,13 @@
-//! Request extraction with the API's own error envelope: JSON bodies and strict query strings.
+//! Request extraction with the API's own error envelope: JSON bodies, path parameters and
+//! strict query strings.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
@@ -46,9 +50,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 }
 
 fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // The whole body is checked for syntax first: a typed parse stops at the first wrong type,
+    // so `{"username":5 BROKEN` would otherwise be a 422 instead of malformed JSON.
+    let syntax: serde_json::Value = serde_json::from_slice(raw).map_err(|e| malformed(&e))?;
     // serde accepts a struct written as an array; the API only takes objects.
-    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        serde_json::from_slice::<serde_json::Value>(raw).map_err(|e| malformed(&e))?;
+    if !syntax.is_object() {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
             "must be a JSON object",
@@ -100,6 +106,11 @@ pub fn query(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Stri
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+        if allowed.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "this route takes no query parameters (got {k:?})"
+            )));
+        }
         if !allowed.contains(&k.as_str()) {
             return Err(ApiError::BadRequest(format!(
                 "unknown query parameter {k:?}; allowed: {}",
@@ -145,5 +156,33 @@ pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiErr
         Some(other) => Err(ApiError::BadRequest(format!(
             "{name} must be true or false, not {other:?}"
         ))),
+    }
+}
+
+/// A path parameter with the API's envelope on rejection (axum's own answers `text/plain`).
+/// A segment that does not decode to UTF-8 (`/jobs/%ff`) names nothing: 404.
+pub struct AppPath<T>(pub T);
+
+impl<S: Send + Sync, T> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(AppPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { .. } => ApiError::NotFound(
+                    "no such resource: the path is not valid UTF-8 once percent-decoded".into(),
+                ),
+                _ => ApiError::BadRequest(format!("invalid path: {}", e.body_text())),
+            }),
+            Err(e) => {
+                // Only a route declared without the parameter gets here: a bug, not the client's.
+                tracing::error!(error = %e.body_text(), "path parameters are missing");
+                Err(ApiError::Internal)
+            }
+        }
     }
 }

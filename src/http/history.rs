@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -68,6 +68,14 @@ pub struct HistoryEvent {
     /// The worker that wrote it; null for what an operator did.
     pub worker: Option<String>,
     pub detail: Option<String>,
+    /// `retry_scheduled` only (absent otherwise): when the job is due again, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, example = "2026-11-26T09:15:02.600Z")]
+    pub retry_at: Option<String>,
+    /// `retry_scheduled` only (absent otherwise): the delay before the retry, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub delay_ms: Option<i64>,
 }
 
 /// One attempt of one step.
@@ -157,7 +165,7 @@ async fn list(
               (status = 503, body = ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<JobHistoryBody>, ApiError> {
     extract::query(q.as_deref(), &[])?;
@@ -190,6 +198,8 @@ fn event(e: EventRecord) -> HistoryEvent {
         attempt: e.attempt,
         worker: e.worker,
         detail: e.detail,
+        retry_at: e.retry_at.map(views::rfc3339),
+        delay_ms: e.delay_ms,
     }
 }
 
@@ -212,8 +222,10 @@ fn attempt(a: AttemptRecord) -> HistoryAttempt {
     }
 }
 
+/// `rule` is a predicate that reads after the parameter's name, like the domain's rules
+/// ("must match …"), so the two never double up.
 fn bad(name: &str, rule: &str) -> ApiError {
-    ApiError::BadRequest(format!("{name} must be {rule}"))
+    ApiError::BadRequest(format!("{name} {rule}"))
 }
 
 /// The filters of `GET /jobs`. Values that no job can have are refused rather than answered
@@ -227,7 +239,7 @@ fn filter(params: &HashMap<String, String>) -> Result<JobFilter, ApiError> {
                 .ok_or_else(|| {
                     bad(
                         "status",
-                        "one of queued, running, succeeded, failed, canceled",
+                        "must be one of queued, running, succeeded, failed, canceled",
                     )
                 })
         })
@@ -238,7 +250,7 @@ fn filter(params: &HashMap<String, String>) -> Result<JobFilter, ApiError> {
                 .map(|k| k.as_str().to_string())
                 .ok_or_else(|| {
                     let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-                    bad("kind", &format!("one of {}", kinds.join(", ")))
+                    bad("kind", &format!("must be one of {}", kinds.join(", ")))
                 })
         })
         .transpose()?;
@@ -253,7 +265,7 @@ fn filter(params: &HashMap<String, String>) -> Result<JobFilter, ApiError> {
         .map(|n| {
             is_rfc1035_label(n)
                 .then(|| n.to_string())
-                .ok_or_else(|| bad("namespace", "a namespace name (RFC 1035 label)"))
+                .ok_or_else(|| bad("namespace", "must be a namespace name (RFC 1035 label)"))
         })
         .transpose()?;
     let submitted_by = get("submitted_by")
@@ -263,7 +275,7 @@ fn filter(params: &HashMap<String, String>) -> Result<JobFilter, ApiError> {
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             ok.then(|| n.to_string())
-                .ok_or_else(|| bad("submitted_by", "an admin key name"))
+                .ok_or_else(|| bad("submitted_by", "must be an admin key name"))
         })
         .transpose()?;
     Ok(JobFilter {
@@ -293,8 +305,12 @@ fn is_rfc1035_label(s: &str) -> bool {
 /// An RFC 3339 timestamp in ms since the epoch, rounded up to the next millisecond (jobs are
 /// stamped in whole milliseconds, so `>=` and `<` keep their meaning).
 fn timestamp(name: &str, value: &str) -> Result<i64, ApiError> {
-    let t = DateTime::parse_from_rfc3339(value)
-        .map_err(|_| bad(name, "an RFC 3339 timestamp, e.g. 2026-11-26T09:15:02Z"))?;
+    let t = DateTime::parse_from_rfc3339(value).map_err(|_| {
+        bad(
+            name,
+            "must be an RFC 3339 timestamp, e.g. 2026-11-26T09:15:02Z",
+        )
+    })?;
     let extra = i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
     Ok(t.timestamp_millis() + extra)
 }

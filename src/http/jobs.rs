@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -53,7 +53,7 @@ async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
               (status = 404, body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = extract::query(q.as_deref(), &["wait"])?;
@@ -114,7 +114,7 @@ async fn accepted_status(state: &AppState, id: &str) -> Result<Response, ApiErro
 async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;
     match state.store.request_cancel(&job.id, &caller.name).await? {
@@ -135,7 +135,7 @@ async fn cancel(
 async fn retry(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -163,7 +163,7 @@ async fn result(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(request_id): Extension<RequestId>,
-    Path(id): Path<String>,
+    extract::AppPath(id): extract::AppPath<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
     let mut response = match job_result(&state, &caller, &request_id, &id, q.as_deref()).await {

@@ -7,6 +7,7 @@
 use sqlx::Arguments;
 use sqlx::sqlite::SqliteArguments;
 
+use super::model::EVENT_COLUMNS;
 use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS, JOB_SQL};
 use super::{AttemptRecord, EventRecord, JobRecord, Result, Store, StoreError};
 
@@ -114,8 +115,9 @@ pub(super) fn list_query(
 }
 
 /// The events of job `?`, oldest first.
-pub(super) const EVENTS_SQL: &str =
-    "SELECT at, type, attempt, worker, detail FROM job_events WHERE job_id = ? ORDER BY id";
+pub(super) fn events_sql() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM job_events WHERE job_id = ? ORDER BY id")
+}
 
 /// The attempts of job `?`, oldest first.
 pub(super) fn attempts_sql() -> String {
@@ -171,7 +173,7 @@ impl Store {
         let Some(job) = job else {
             return Ok(None);
         };
-        let events = sqlx::query_as(EVENTS_SQL)
+        let events = sqlx::query_as(&events_sql())
             .bind(job_id)
             .fetch_all(&mut *tx)
             .await?;

@@ -268,10 +268,39 @@ fn event(
     worker: Option<&str>,
     detail: Option<&str>,
 ) -> Result<()> {
+    insert_event(tx, job_id, kind, attempt, worker, detail, None)
+}
+
+/// When a scheduled retry is due: the job's new `run_at` and the delay that led to it.
+#[derive(Debug, Clone, Copy)]
+struct RetryDue {
+    at: i64,
+    delay_ms: i64,
+}
+
+fn insert_event(
+    tx: &Connection,
+    job_id: &str,
+    kind: &str,
+    attempt: Option<i64>,
+    worker: Option<&str>,
+    detail: Option<&str>,
+    retry: Option<RetryDue>,
+) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO job_events (job_id, at, type, attempt, worker, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO job_events (job_id, at, type, attempt, worker, detail, retry_at, delay_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )?
-    .execute(rusqlite::params![job_id, now_ms(), kind, attempt, worker, detail])?;
+    .execute(rusqlite::params![
+        job_id,
+        now_ms(),
+        kind,
+        attempt,
+        worker,
+        detail,
+        retry.map(|r| r.at),
+        retry.map(|r| r.delay_ms)
+    ])?;
     Ok(())
 }
 

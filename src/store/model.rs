@@ -90,7 +90,14 @@ pub struct EventRecord {
     pub attempt: Option<i64>,
     pub worker: Option<String>,
     pub detail: Option<String>,
+    /// `retry_scheduled` only: when the retry is due, ms since the epoch.
+    pub retry_at: Option<i64>,
+    /// `retry_scheduled` only: the delay before the retry.
+    pub delay_ms: Option<i64>,
 }
+
+/// The columns of `EventRecord`, in `job_events`.
+pub(super) const EVENT_COLUMNS: &str = "at, type, attempt, worker, detail, retry_at, delay_ms";
 
 /// The secret of a job.
 #[derive(Debug, Clone, FromRow)]

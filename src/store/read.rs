@@ -73,12 +73,10 @@ impl Store {
 
     /// The audit events of a job, oldest first.
     pub async fn events(&self, job_id: &str) -> Result<Vec<EventRecord>> {
-        Ok(sqlx::query_as(
-            "SELECT at, type, attempt, worker, detail FROM job_events WHERE job_id = ? ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&super::history::events_sql())
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The job's secret; the password is `None` once expired, even before the purge ran.

@@ -503,12 +503,24 @@ fn end_job(tx: &Connection, lease: &Lease, end: &JobEnd, ttl: Duration) -> Resul
             event(tx, id, "interrupted", attempt, owner, Some(reason))?;
         }
         JobEnd::Retry { delay, reason } => {
+            let due = super::RetryDue {
+                at: now + ms(*delay),
+                delay_ms: ms(*delay),
+            };
             tx.prepare_cached(
                 "UPDATE jobs SET status = 'queued', run_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
             )?
-            .execute(params![now + ms(*delay), id])?;
+            .execute(params![due.at, id])?;
             let detail = format!("retry in {:.1}s: {reason}", delay.as_secs_f64());
-            event(tx, id, "retry_scheduled", attempt, owner, Some(&detail))?;
+            super::insert_event(
+                tx,
+                id,
+                "retry_scheduled",
+                attempt,
+                owner,
+                Some(&detail),
+                Some(due),
+            )?;
         }
         JobEnd::Succeeded { summary }
         | JobEnd::Failed { summary, .. }

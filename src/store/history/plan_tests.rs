@@ -157,7 +157,7 @@ async fn every_list_filter_reads_one_index_range_in_order() {
 async fn history_claim_and_pruner_use_indexes() {
     let (s, _d) = fresh().await;
     let job = [Arg::Text("j".into())];
-    let plan = explain(&s, EVENTS_SQL, &job).await;
+    let plan = explain(&s, &events_sql(), &job).await;
     assert_uses("history events", &plan, "job_events_job");
     assert_no_table_scan("history events", &plan);
     let plan = explain(&s, &attempts_sql(), &job).await;
