@@ -9,6 +9,7 @@
 mod capture;
 mod clean;
 mod group;
+mod process;
 mod resolve;
 mod runner;
 
@@ -16,8 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use clean::{MASK, clean_output, redact};
+pub use process::{Leftover, ProcessId, stop_leftover};
 pub use resolve::resolve_binary;
-pub use runner::{DRAIN_WINDOW, run};
+pub use runner::{DRAIN_WINDOW, run, run_reporting};
 
 /// One command to run: program, arguments, stdin, time limit, secrets and extra environment.
 #[derive(Debug, Clone)]

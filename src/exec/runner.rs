@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{Capture, read_stream};
 use super::group::ProcessGroup;
+use super::process::ProcessId;
 use super::resolve::{resolve_binary, spawn_error};
 use super::{CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
 
@@ -46,6 +48,18 @@ pub async fn run(
     limits: &ExecLimits,
     cancel: &CancellationToken,
 ) -> Result<ExecOutput, ExecError> {
+    run_reporting(spec, limits, cancel, None).await
+}
+
+/// Like [`run`], and sends the started command's [`ProcessId`] to `report` right after spawn
+/// (nothing is sent when no command starts, or when `/proc` cannot be read), so that the caller
+/// can record it, concurrently with the run, and stop the command after a crash of this process.
+pub async fn run_reporting(
+    spec: &CommandSpec,
+    limits: &ExecLimits,
+    cancel: &CancellationToken,
+    report: Option<oneshot::Sender<ProcessId>>,
+) -> Result<ExecOutput, ExecError> {
     let started = Instant::now();
     let command = spec.display();
     let path = resolve_binary(&spec.program)?;
@@ -64,6 +78,11 @@ pub async fn run(
     // group id therefore still designates our group.
     let mut group = ProcessGroup::new(child_pid(&child));
     tracing::debug!(%command, pid = child.id(), "spawned");
+    // Read now, while the child is not reaped, so that the pid is still certainly its own.
+    if let (Some(report), Some(id)) = (report, ProcessId::of(child_pid(&child).as_raw())) {
+        // A caller that stopped listening does not want it.
+        let _ = report.send(id);
+    }
 
     // The pipes are read and stdin is fed by this task itself (no task per pipe): for the short
     // runs of the CLIs, handing the work to other tasks cost more than the work.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::outcome::{end, failed_end, failed_without_command, succeeded_without_command};
-use super::procedure::{self, Cli};
+use super::procedure::{self, AttemptRef, Cli};
 use super::verdict::{Verdict, judge, spawn_failure};
 use super::watch::{Stop, StopReason, watch};
 use crate::domain::{JobError, JobInput, StepName};
@@ -97,6 +97,8 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
     };
     if claimed.taken_over {
         crate::telemetry::lease_recoveries(1);
+        // The step must not run again while the previous owner's command still runs.
+        super::stop_left_running(&shared, &claimed.left_running).await;
     }
     let mut run = JobRun {
         shared,
@@ -286,7 +288,7 @@ impl JobRun {
                 },
             ),
             Action::Run { spec, confirm, .. } => {
-                let mut result = self.cli().run(&spec).await;
+                let mut result = self.cli(id).run(&spec).await;
                 if matches!(step, StepName::AddNamespace | StepName::UpdateNamespace)
                     && needs_legacy_flag(&result)
                 {
@@ -298,15 +300,15 @@ impl JobRun {
                     if let Ok(Action::Run { spec, .. }) =
                         plan::action(step, &self.input, None, &self.shared.settings, legacy)
                     {
-                        result = self.cli().run(&spec).await;
+                        result = self.cli(id).run(&spec).await;
                     }
                 }
                 self.judge_run(position, step, id, &confirm, result).await?
             }
             Action::RunInManagedNamespace {
                 namespace, spec, ..
-            } => procedure::in_managed_namespace(&self.cli(), &namespace, &spec).await,
-            Action::ConfigMap(change) => procedure::configmap(&self.cli(), &change).await,
+            } => procedure::in_managed_namespace(&self.cli(id), &namespace, &spec).await,
+            Action::ConfigMap(change) => procedure::configmap(&self.cli(id), &change).await,
             Action::ApplyPolicy { policy, template } => match procedure::write_temp(&policy) {
                 Ok(file) => {
                     let spec = plan::policy_command(
@@ -314,7 +316,7 @@ impl JobRun {
                         &file.path().to_string_lossy(),
                         &self.shared.settings,
                     );
-                    let result = self.cli().run(&spec).await;
+                    let result = self.cli(id).run(&spec).await;
                     self.judge_run(position, step, id, &Confirm::ExitCode, result)
                         .await?
                 }
@@ -337,10 +339,16 @@ impl JobRun {
             .await
     }
 
-    fn cli(&self) -> Cli<'_> {
+    /// Runs commands for attempt `id`, recording each one's pid.
+    fn cli(&self, id: i64) -> Cli<'_> {
         Cli {
             settings: &self.shared.settings,
             stop: &self.stop.token,
+            attempt: Some(AttemptRef {
+                store: &self.shared.store,
+                lease: &self.lease,
+                id,
+            }),
         }
     }
 

@@ -3,6 +3,7 @@
 //! by Everest. Each is recorded as one attempt with a transcript of the commands it ran.
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::verdict::{Verdict, failed, spawn_failure};
@@ -10,7 +11,7 @@ use crate::config::Settings;
 use crate::everest::{self, Expect, argv, rbac};
 use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
 use crate::plan::RbacChange;
-use crate::store::AttemptEnd;
+use crate::store::{AttemptEnd, Lease, Store};
 
 /// How many write conflicts in a row the ConfigMap merge absorbs by reading again.
 const MAX_CONFLICTS: usize = 5;
@@ -23,6 +24,15 @@ pub const DATA_OUTPUT_LIMIT: usize = 32 * 1024 * 1024;
 pub struct Cli<'a> {
     pub settings: &'a Settings,
     pub stop: &'a CancellationToken,
+    /// The attempt the commands run for, where each one's pid is recorded as it starts.
+    pub attempt: Option<AttemptRef<'a>>,
+}
+
+/// A started attempt, for recording the commands it runs.
+pub struct AttemptRef<'a> {
+    pub store: &'a Store,
+    pub lease: &'a Lease,
+    pub id: i64,
 }
 
 impl Cli<'_> {
@@ -45,7 +55,26 @@ impl Cli<'_> {
             max_output_chars,
             kill_grace: self.settings.kill_grace,
         };
-        let result = exec::run(spec, &limits, self.stop).await;
+        let Some(attempt) = &self.attempt else {
+            let result = exec::run(spec, &limits, self.stop).await;
+            crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
+            return result;
+        };
+        // The pid is recorded while the command runs; the run's end is recorded after this write.
+        let (report, reported) = oneshot::channel();
+        let run = exec::run_reporting(spec, &limits, self.stop, Some(report));
+        let record = async {
+            let Ok(id) = reported.await else { return };
+            let written = attempt
+                .store
+                .record_command(attempt.lease, attempt.id, id.pid, id.start_time)
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(job.id = %attempt.lease.job_id, pid = id.pid, error = %e,
+                    "cannot record the command's pid; a crash now would leave it unstoppable");
+            }
+        };
+        let (result, ()) = tokio::join!(run, record);
         crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
         result
     }
