@@ -69,6 +69,8 @@ pub async fn run_reporting(
             termination: Termination::Canceled,
             stdout: String::new(),
             stderr: String::new(),
+            raw_stdout: None,
+            raw_stderr: None,
             duration: started.elapsed(),
         });
     }
@@ -147,8 +149,10 @@ pub async fn run_reporting(
     let output = ExecOutput {
         command,
         termination,
-        stdout: render(stdout, spec, limits),
-        stderr: render(stderr, spec, limits),
+        stdout: render(stdout.as_ref(), &spec.secrets, limits),
+        stderr: render(stderr.as_ref(), &spec.secrets, limits),
+        raw_stdout: raw(stdout.as_ref(), spec, limits),
+        raw_stderr: raw(stderr.as_ref(), spec, limits),
         duration: started.elapsed(),
     };
     tracing::debug!(command = %output.command, termination = ?output.termination,
@@ -263,10 +267,14 @@ async fn feed_stdin(pipe: Option<ChildStdin>, bytes: Option<&[u8]>) {
     }
 }
 
-fn render(capture: Option<Capture>, spec: &CommandSpec, limits: &ExecLimits) -> String {
-    capture.map_or_else(String::new, |c| {
-        c.render(&spec.secrets, limits.max_output_chars)
-    })
+fn render(capture: Option<&Capture>, secrets: &[String], limits: &ExecLimits) -> String {
+    capture.map_or_else(String::new, |c| c.render(secrets, limits.max_output_chars))
+}
+
+/// The text before withholding, only when there were secrets to withhold (else it is the same).
+fn raw(capture: Option<&Capture>, spec: &CommandSpec, limits: &ExecLimits) -> Option<String> {
+    let secrets = spec.secrets.iter().any(|s| !s.is_empty());
+    secrets.then(|| render(capture, &[], limits))
 }
 
 fn termination_of(status: ExitStatus) -> Termination {

@@ -14,7 +14,7 @@ use super::verdict::{Verdict, judge, spawn_failure};
 use super::watch::{Stop, StopReason, watch};
 use crate::domain::{JobError, JobInput, StepName};
 use crate::everest::classify::is_unknown_flag;
-use crate::exec::{ExecError, ExecOutput, Termination};
+use crate::exec::{ExecError, ExecOutput, Termination, redact, withhold};
 use crate::plan::{self, Action, Confirm, Flavor, PlanError};
 use crate::store::{AttemptEnd, AttemptStart, Claimed, JobEnd, Lease, Started, StoreError};
 
@@ -254,11 +254,12 @@ impl JobRun {
             ),
             Action::Record { .. } => ("(nothing to run)".to_string(), None),
         };
+        let secrets = self.secrets();
         let start = AttemptStart {
             position: position as i64,
             step: step.as_str().to_string(),
-            command,
-            stdin_preview,
+            command: redact(&command, &secrets),
+            stdin_preview: stdin_preview.map(|text| withhold(&text, &secrets)),
             summary: plan::describe(step, &self.input),
         };
         Ok(Prepared {
@@ -440,6 +441,12 @@ impl JobRun {
         })
     }
 
+    /// Every secret the job carries (its password), withheld from whatever any of its steps
+    /// prints and from its errors.
+    fn secrets(&self) -> Vec<String> {
+        self.password.iter().cloned().collect()
+    }
+
     fn summary(&self) -> String {
         plan::summary(&self.input, &self.notes)
     }
@@ -451,5 +458,5 @@ impl JobRun {
 
 fn needs_legacy_flag(result: &Result<ExecOutput, ExecError>) -> bool {
     matches!(result, Ok(out) if out.termination == Termination::Exited(1)
-        && is_unknown_flag(&crate::everest::error_message(&out.stdout, &out.stderr, Some(1)), "--operator.mysql"))
+        && is_unknown_flag(&crate::everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(1)), "--operator.mysql"))
 }

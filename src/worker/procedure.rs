@@ -183,7 +183,7 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
         if !out.success() {
             return p.finish(failed(&out));
         }
-        let mut object: Value = match serde_json::from_str(&out.stdout) {
+        let mut object: Value = match serde_json::from_str(out.matchable_stdout()) {
             Ok(v) => v,
             Err(e) => {
                 let detail = format!(
@@ -241,7 +241,11 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
                 note: format!("{verb} ({n} policy line(s))"),
             });
         }
-        let message = everest::error_message(&out.stdout, &out.stderr, out.exit_code());
+        let message = everest::error_message(
+            out.matchable_stdout(),
+            out.matchable_stderr(),
+            out.exit_code(),
+        );
         if !message.contains("the object has been modified") {
             return p.finish(failed(&out));
         }
@@ -271,11 +275,12 @@ async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verd
         Err(e) => return Some(spawn_failure(&e)),
     };
     p.record(&out, false);
-    if out.success() && everest::confirms(Expect::PolicyValid, &out.stdout) {
+    if out.success() && everest::confirms(Expect::PolicyValid, out.matchable_stdout()) {
         return None;
     }
-    if out.termination == Termination::Exited(1) && out.stdout.contains("Invalid") {
-        let message = everest::error_message(&out.stdout, &out.stderr, Some(1));
+    if out.termination == Termination::Exited(1) && out.matchable_stdout().contains("Invalid") {
+        let message =
+            everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(1));
         let detail =
             format!("the edited RBAC policy is invalid, so nothing was written: {message}");
         return Some(Verdict::Permanent {
@@ -313,7 +318,7 @@ pub async fn in_managed_namespace(
     if !out.success() {
         return p.finish(failed(&out));
     }
-    let managed = match everest::parse_namespace_list(&out.stdout) {
+    let managed = match everest::parse_namespace_list(out.matchable_stdout()) {
         Ok(list) => list.iter().any(|n| n.name == namespace),
         Err(e) => {
             let detail = format!("unexpected output from kubectl get namespaces: {e}");
