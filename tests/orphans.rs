@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::service::{Service, kill_orphans, wait_final, wait_for};
-use common::{KEY, Sandbox};
+use common::{KEY, Sandbox, TestApp};
 use serde_json::{Value, json};
 
 /// One run of a fake CLI, from the `START`/`END` lines of `calls.log` (nanosecond timestamps).
@@ -163,4 +163,40 @@ async fn ten_kill_9_rounds_of_the_service_alone_under_load_give_no_overlapping_r
     assert!(stopped >= 1, "the kills hit running commands: {runs:?}");
     drop(service);
     kill_orphans(&sandbox);
+}
+
+#[tokio::test]
+async fn policy_files_go_to_a_private_folder_that_is_emptied_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    // What a crash left behind, in a folder that others may read.
+    let private = sandbox.db().parent().unwrap().join("tmp");
+    std::fs::create_dir_all(private.join("nested")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        private.join("everest-policy-left.csv"),
+        "g, x, role:admin\n",
+    )
+    .unwrap();
+    let cmd = format!("{} --file {{file}}", sandbox.bin("rbac-apply"));
+    let app = TestApp::start_in(sandbox, |c| c.everest_rbac_apply_cmd = Some(cmd)).await;
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(std::fs::read_dir(&private).unwrap().count(), 0, "emptied");
+    let id = app.bootstrap(json!({"username": "dave"})).await;
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // The command was given a file in the private folder (deleted once the step ended).
+    let calls = app.sandbox.calls();
+    let apply = calls
+        .lines()
+        .find(|l| l.starts_with("START") && l.contains(" rbac-apply "))
+        .expect("rbac-apply ran");
+    let file = apply.split_whitespace().last().unwrap();
+    assert!(
+        file.starts_with(private.to_str().unwrap()) && file.contains("everest-policy-"),
+        "{apply}"
+    );
+    assert!(!std::path::Path::new(file).exists());
+    app.stop().await;
 }

@@ -93,6 +93,7 @@ pub fn hint(key: &str) -> &'static str {
         "default_operators" => "Use a comma-separated list of mongodb, postgresql, mysql",
         "namespace_denylist" | "allowed_namespace_prefixes" => "Use a comma-separated list",
         "log_format" => "Use `json` or `text`",
+        "private_tmp_dir" => "Use a folder path only this service uses (emptied at every start)",
         "retry_base_seconds" | "retry_max_seconds" => "Use a number of seconds greater than 0",
         _ => {
             "Use a whole number in the documented range (see the configuration table in README.md)"

@@ -64,6 +64,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Serve `GET /metrics` without an admin key.
     pub metrics_public: bool,
+    /// The service's private folder (mode 0700, emptied at start) for the files it hands to
+    /// commands, such as candidate RBAC policies.
+    pub private_tmp_dir: PathBuf,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

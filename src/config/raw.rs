@@ -38,6 +38,7 @@ pub const ENV_KEYS: &[&str] = &[
     "CREDENTIALS_TTL_SECONDS",
     "LOG_FORMAT",
     "METRICS_PUBLIC",
+    "PRIVATE_TMP_DIR",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -72,6 +73,7 @@ pub struct RawConfig {
     pub credentials_ttl_seconds: u64,
     pub log_format: String,
     pub metrics_public: bool,
+    pub private_tmp_dir: String,
 }
 
 impl Default for RawConfig {
@@ -103,6 +105,7 @@ impl Default for RawConfig {
             credentials_ttl_seconds: 3600,
             log_format: "json".into(),
             metrics_public: false,
+            private_tmp_dir: String::new(),
         }
     }
 }
@@ -158,6 +161,19 @@ fn seconds(key: &str, value: f64, max: f64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// `PRIVATE_TMP_DIR`, by default `tmp` in the database's folder.
+fn private_tmp_dir(value: &str, database: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    let value = value.trim();
+    if !value.is_empty() {
+        if value.contains('\0') {
+            return Err(ConfigError::key("private_tmp_dir", "must be a path"));
+        }
+        return Ok(PathBuf::from(value));
+    }
+    let folder = database.parent().unwrap_or(std::path::Path::new(""));
+    Ok(folder.join("tmp"))
+}
+
 impl RawConfig {
     /// Validates every key; the first problem found is reported.
     pub fn validate(self) -> Result<Settings, ConfigError> {
@@ -177,10 +193,11 @@ impl RawConfig {
                 "must not be below RETRY_BASE_SECONDS",
             ));
         }
+        let database_path = database_path(&self.database_url)?;
         Ok(Settings {
             api_keys: self.api_keys()?,
             listen: SocketAddr::new(bind, self.port),
-            database_path: database_path(&self.database_url)?,
+            database_path: database_path.clone(),
             everestctl_bin: non_empty("everestctl_bin", &self.everestctl_bin)?,
             kubectl_bin: non_empty("kubectl_bin", &self.kubectl_bin)?,
             subprocess_timeout: Duration::from_secs(range(
@@ -237,6 +254,7 @@ impl RawConfig {
                 }
             },
             metrics_public: self.metrics_public,
+            private_tmp_dir: private_tmp_dir(&self.private_tmp_dir, &database_path)?,
         })
     }
 

@@ -310,28 +310,30 @@ impl JobRun {
                 namespace, spec, ..
             } => procedure::in_managed_namespace(&self.cli(id), &namespace, &spec).await,
             Action::ConfigMap(change) => procedure::configmap(&self.cli(id), &change).await,
-            Action::ApplyPolicy { policy, template } => match procedure::write_temp(&policy) {
-                Ok(file) => {
-                    let spec = plan::policy_command(
-                        &template,
-                        &file.path().to_string_lossy(),
-                        &self.shared.settings,
-                    );
-                    let result = self.cli(id).run(&spec).await;
-                    self.judge_run(position, step, id, &Confirm::ExitCode, result)
-                        .await?
+            Action::ApplyPolicy { policy, template } => {
+                match procedure::write_temp(&self.shared.settings.private_tmp_dir, &policy) {
+                    Ok(file) => {
+                        let spec = plan::policy_command(
+                            &template,
+                            &file.path().to_string_lossy(),
+                            &self.shared.settings,
+                        );
+                        let result = self.cli(id).run(&spec).await;
+                        self.judge_run(position, step, id, &Confirm::ExitCode, result)
+                            .await?
+                    }
+                    Err(e) => {
+                        let detail = format!("cannot write the policy file: {e}");
+                        (
+                            failed_without_command(&detail),
+                            Verdict::Permanent {
+                                kind: "internal",
+                                detail,
+                            },
+                        )
+                    }
                 }
-                Err(e) => {
-                    let detail = format!("cannot write the policy file: {e}");
-                    (
-                        failed_without_command(&detail),
-                        Verdict::Permanent {
-                            kind: "internal",
-                            detail,
-                        },
-                    )
-                }
-            },
+            }
         };
         if end.duration_ms == 0 {
             end.duration_ms = started.elapsed().as_millis() as i64;

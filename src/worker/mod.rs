@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::exec::{Leftover, ProcessId, stop_leftover};
 use crate::store::{RecordedCommand, Store, StoreError, now_ms};
 
-pub use procedure::{DATA_OUTPUT_LIMIT, exit_class};
+pub use procedure::{DATA_OUTPUT_LIMIT, exit_class, prepare_private_dir};
 pub use verdict::{Verdict, judge};
 
 /// What every job task of this worker shares.

@@ -260,7 +260,7 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
 
 /// Validates a candidate policy; `Some(verdict)` when it must not be written.
 async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verdict> {
-    let file = match write_temp(policy) {
+    let file = match write_temp(&cli.settings.private_tmp_dir, policy) {
         Ok(file) => file,
         Err(e) => {
             return Some(Verdict::Permanent {
@@ -291,15 +291,43 @@ async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verd
     Some(failed(&out))
 }
 
-pub(super) fn write_temp(content: &str) -> std::io::Result<tempfile::NamedTempFile> {
+/// Writes `content` to a new `everest-policy-*.csv` file in the service's private folder
+/// (`PRIVATE_TMP_DIR`), deleted when the returned handle drops. What a crash leaves behind is
+/// deleted at the next start ([`prepare_private_dir`]).
+pub(super) fn write_temp(
+    dir: &std::path::Path,
+    content: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut file = tempfile::Builder::new()
         .prefix("everest-policy-")
         .suffix(".csv")
-        .tempfile()?;
+        .tempfile_in(dir)?;
     file.write_all(content.as_bytes())?;
     file.flush()?;
     Ok(file)
+}
+
+/// Creates the service's private folder if needed, restricts it to its owner (mode 0700) and
+/// empties it: whatever is in it was left by an earlier process of this service, which the
+/// database lock shows is no longer running.
+pub fn prepare_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        // A link is removed, never followed.
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `spec` only if `namespace` is managed by Everest (`app.kubernetes.io/managed-by=everest`).
