@@ -69,6 +69,13 @@ pub async fn serve(
     crate::telemetry::install();
     let settings = Arc::new(settings);
     let (store, _lock) = open_store(&settings).await?;
+    // Under the database lock: no other process of this service uses the folder.
+    crate::worker::prepare_private_dir(&settings.private_tmp_dir).with_context(|| {
+        format!(
+            "cannot prepare PRIVATE_TMP_DIR {}",
+            settings.private_tmp_dir.display()
+        )
+    })?;
     let wake = Arc::new(Notify::new());
     let worker = Worker::new(store.clone(), settings.clone(), wake.clone());
     let recovered = worker

@@ -212,6 +212,7 @@ pub fn hint(key: &str) -> &'static str {
         "cli_env_passthrough" => {
             "Use a comma-separated list of variable names, e.g. AWS_PROFILE,AWS_REGION"
         }
+        "private_tmp_dir" => "Use a folder path only this service uses (emptied at every start)",
         "retry_base_seconds" | "retry_max_seconds" => "Use a number of seconds greater than 0",
         "max_connections" => {
             "Use 0 (derived from the open-file limit) or a whole number up to 1000000"

@@ -79,6 +79,9 @@ pub struct Settings {
     /// Variables of the service's environment passed on to the CLIs besides the fixed set of
     /// `exec::env` (never one of the service's own settings).
     pub cli_env_passthrough: std::sync::Arc<[String]>,
+    /// The service's private folder (mode 0700, emptied at start) for the files it hands to
+    /// commands, such as candidate RBAC policies.
+    pub private_tmp_dir: PathBuf,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

@@ -46,6 +46,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HTTP_IDLE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "CLI_ENV_PASSTHROUGH",
+    "PRIVATE_TMP_DIR",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -88,6 +89,7 @@ pub struct RawConfig {
     pub http_idle_timeout_seconds: u64,
     pub max_connections: usize,
     pub cli_env_passthrough: Option<String>,
+    pub private_tmp_dir: String,
 }
 
 impl Default for RawConfig {
@@ -126,6 +128,7 @@ impl Default for RawConfig {
             http_idle_timeout_seconds: 60,
             max_connections: 0,
             cli_env_passthrough: None,
+            private_tmp_dir: String::new(),
         }
     }
 }
@@ -181,6 +184,19 @@ fn seconds(key: &str, value: f64, max: f64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// `PRIVATE_TMP_DIR`, by default `tmp` in the database's folder.
+fn private_tmp_dir(value: &str, database: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    let value = value.trim();
+    if !value.is_empty() {
+        if value.contains('\0') {
+            return Err(ConfigError::key("private_tmp_dir", "must be a path"));
+        }
+        return Ok(PathBuf::from(value));
+    }
+    let folder = database.parent().unwrap_or(std::path::Path::new(""));
+    Ok(folder.join("tmp"))
+}
+
 impl RawConfig {
     /// Validates every key; the first problem found is reported.
     pub fn validate(self) -> Result<Settings, ConfigError> {
@@ -200,6 +216,7 @@ impl RawConfig {
                 "must not be below RETRY_BASE_SECONDS",
             ));
         }
+        let database_path = database_path(&self.database_url)?;
         Ok(Settings {
             api_keys: self.api_keys()?,
             auth_failure_limit: range("auth_failure_limit", self.auth_failure_limit, 0, 1_000_000)?,
@@ -210,7 +227,7 @@ impl RawConfig {
                 86_400,
             )?),
             listen: SocketAddr::new(bind, self.port),
-            database_path: database_path(&self.database_url)?,
+            database_path: database_path.clone(),
             everestctl_bin: non_empty("everestctl_bin", &self.everestctl_bin)?,
             kubectl_bin: non_empty("kubectl_bin", &self.kubectl_bin)?,
             subprocess_timeout: Duration::from_secs(range(
@@ -278,6 +295,7 @@ impl RawConfig {
             )?),
             max_connections: range("max_connections", self.max_connections, 0, 1_000_000)?,
             cli_env_passthrough: cli_env_passthrough(self.cli_env_passthrough.as_deref())?,
+            private_tmp_dir: private_tmp_dir(&self.private_tmp_dir, &database_path)?,
         })
     }
 

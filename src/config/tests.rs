@@ -92,6 +92,14 @@ fn database_url_must_be_a_sqlite_file() {
 }
 
 #[test]
+fn private_tmp_dir_defaults_to_the_database_folder() {
+    let s = load("admin_api_key = 'k'\ndatabase_url = 'sqlite:///var/lib/x.db'").unwrap();
+    assert_eq!(s.private_tmp_dir, PathBuf::from("/var/lib/tmp"));
+    let s = load("admin_api_key = 'k'\nprivate_tmp_dir = '/run/everestctl-api'").unwrap();
+    assert_eq!(s.private_tmp_dir, PathBuf::from("/run/everestctl-api"));
+}
+
+#[test]
 fn operators_and_rbac_command() {
     let s = load("admin_api_key = 'k-0123456789abcdef'\ndefault_operators = 'mysql, mongodb'\neverest_rbac_apply_cmd = 'apply --file {file}'")
         .unwrap();

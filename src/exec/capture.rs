@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
-use super::clean::{clean_output, mask_cut_end, mask_cut_start, redact};
+use super::clean::{clean_output, withhold, withhold_cut_end, withhold_cut_start};
 
 /// Extra bytes kept beyond two per displayed char, so that stripped escape sequences do not
 /// starve the head or tail of visible text.
@@ -54,23 +54,24 @@ impl Capture {
         self.tail.extend(data);
     }
 
-    /// Cleans, redacts and truncates the captured bytes to at most `max_chars` chars (plus an
-    /// omission marker line when anything was cut).
-    pub(crate) fn render(self, secrets: &[String], max_chars: usize) -> String {
-        let tail: Vec<u8> = self.tail.into();
-        if self.total == (self.head.len() + tail.len()) as u64 {
+    /// Cleans, withholds the lines with secrets and truncates the captured bytes to at most
+    /// `max_chars` chars (plus an omission marker line when anything was cut). With no secrets,
+    /// this is the raw text the service matches its checks against.
+    pub(crate) fn render(&self, secrets: &[String], max_chars: usize) -> String {
+        let (head, tail) = (self.head.as_slice(), self.tail.as_slices());
+        if self.total == (head.len() + tail.0.len() + tail.1.len()) as u64 {
             // Head and tail are contiguous: nothing was lost, process it as one text.
-            let mut whole = self.head;
-            whole.extend_from_slice(&tail);
-            let text = redact(&clean_output(&whole), secrets);
+            let whole = [head, tail.0, tail.1].concat();
+            let text = withhold(&clean_output(&whole), secrets);
             return truncate_whole(&text, max_chars);
         }
         // Bytes were dropped between head and tail: the cut may split a UTF-8 char or a secret.
-        let head = trim_incomplete_utf8_end(&self.head);
+        let tail = [tail.0, tail.1].concat();
+        let head = trim_incomplete_utf8_end(head);
         let tail = skip_utf8_continuations(&tail);
         let dropped = self.total - (head.len() + tail.len()) as u64;
-        let head_text = mask_cut_end(&redact(&clean_output(head), secrets), secrets);
-        let tail_text = mask_cut_start(&redact(&clean_output(tail), secrets), secrets);
+        let head_text = withhold(&withhold_cut_end(&clean_output(head), secrets), secrets);
+        let tail_text = withhold(&withhold_cut_start(&clean_output(tail), secrets), secrets);
         truncate_split(&head_text, &tail_text, dropped, max_chars)
     }
 }
@@ -172,6 +173,7 @@ fn skip_utf8_continuations(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::clean::WITHHELD;
 
     fn capture_of(cap: usize, chunks: &[&[u8]]) -> Capture {
         let mut c = Capture::with_capacity(cap);
@@ -208,20 +210,23 @@ mod tests {
     }
 
     #[test]
-    fn secret_in_contiguous_output_is_redacted_before_truncation() {
+    fn a_line_with_a_secret_is_withheld_before_truncation() {
         let secrets = vec!["topsecret".to_owned()];
-        let c = capture_of(1024, &[b"aaaa topsecret bbbb"]);
-        assert_eq!(c.render(&secrets, 100), "aaaa ******** bbbb");
+        let c = capture_of(1024, &[b"before\naaaa topsecret bbbb\nafter"]);
+        let expected = format!("before\n{WITHHELD}\nafter");
+        assert_eq!(c.render(&secrets, 100), expected);
+        assert_eq!(c.render(&[], 100), "before\naaaa topsecret bbbb\nafter");
     }
 
     #[test]
-    fn secret_cut_at_capture_boundary_is_masked() {
+    fn a_line_with_a_secret_cut_at_the_capture_boundary_is_withheld() {
         let secrets = vec!["topsecret".to_owned()];
         // head = "xx topse", tail = "cret yy!", with 15 bytes dropped between them.
         let c = capture_of(8, &[b"xx topse", b"DROPPED-DROPPED", b"cret yy!"]);
         let out = c.render(&secrets, 100);
-        assert_eq!(out, "xx ********\n[... 15 bytes omitted ...]\n******** yy!");
-        assert!(!out.contains("topse") && !out.contains("cret"));
+        let expected = format!("{WITHHELD}\n[... 15 bytes omitted ...]\n{WITHHELD}");
+        assert_eq!(out, expected);
+        assert!(!out.contains("topse") && !out.contains("cret yy"));
     }
 
     #[test]

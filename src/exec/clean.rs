@@ -8,7 +8,10 @@ use std::str::Chars;
 /// secret's length).
 pub const MASK: &str = "********";
 
-/// Fragments of a secret shorter than this are not masked at a cut boundary: shorter pieces are
+/// What replaces, whole, each line of output that contains a secret (see [`withhold`]).
+pub const WITHHELD: &str = "[line withheld: it contained a secret]";
+
+/// Fragments of a secret shorter than this are not withheld at a cut boundary: shorter pieces are
 /// too likely to be ordinary text, and reveal too little to matter.
 const MIN_PARTIAL_CHARS: usize = 4;
 
@@ -98,11 +101,11 @@ fn usable(secrets: &[String]) -> impl Iterator<Item = &str> {
     secrets.iter().map(String::as_str).filter(|s| !s.is_empty())
 }
 
-/// Replaces every occurrence of each non-empty secret in `text` with [`MASK`].
+/// Where the non-empty `secrets` occur in `text`, as sorted, merged byte ranges.
 ///
 /// Occurrences are collected first (including overlapping ones, and across different secrets)
 /// and merged, so that one replacement can never leave a piece of another secret visible.
-pub fn redact(text: &str, secrets: &[String]) -> String {
+fn occurrences(text: &str, secrets: &[String]) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     for secret in usable(secrets) {
         let mut from = 0;
@@ -113,9 +116,6 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
             from = start + text[start..].chars().next().map_or(1, char::len_utf8);
         }
     }
-    if ranges.is_empty() {
-        return text.to_owned();
-    }
     ranges.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
@@ -123,6 +123,18 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
             Some(last) if start < last.1 => last.1 = last.1.max(end),
             _ => merged.push((start, end)),
         }
+    }
+    merged
+}
+
+/// Replaces every occurrence of each non-empty secret in `text` with [`MASK`].
+///
+/// For a command line, whose arguments are the secrets themselves; output is [`withhold`]n
+/// instead.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let merged = occurrences(text, secrets);
+    if merged.is_empty() {
+        return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -135,10 +147,37 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// Masks the end of `text` if it is a proper prefix (at least [`MIN_PARTIAL_CHARS`] chars) of a
-/// secret: `text` was cut right after it, so the rest of the secret was lost and [`redact`]
-/// could not recognise it.
-pub(crate) fn mask_cut_end(text: &str, secrets: &[String]) -> String {
+/// Replaces every line of `text` that contains (a part of) a non-empty secret with
+/// [`WITHHELD`], whole.
+///
+/// Masking the secret in place would not hide it: in a predictable message such as `User 'x' has
+/// been created successfully`, the masked word is the only one missing, so the mask itself
+/// tells which word the secret is.
+pub fn withhold(text: &str, secrets: &[String]) -> String {
+    let ranges = occurrences(text, secrets);
+    if ranges.is_empty() {
+        return text.to_owned();
+    }
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of = |byte: usize| starts.partition_point(|&s| s <= byte) - 1;
+    let mut hidden = vec![false; starts.len()];
+    for (start, end) in ranges {
+        // A secret with a newline in it spans several lines: all of them go.
+        hidden[line_of(start)..=line_of(end - 1)].fill(true);
+    }
+    text.split('\n')
+        .zip(hidden)
+        .map(|(line, hide)| if hide { WITHHELD } else { line })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Withholds the last line of `text` if `text` ends with a proper prefix (at least
+/// [`MIN_PARTIAL_CHARS`] chars) of a secret: `text` was cut right after it, so the rest of the
+/// secret was lost and [`withhold`] could not recognise it.
+pub(crate) fn withhold_cut_end(text: &str, secrets: &[String]) -> String {
     let longest = usable(secrets)
         .flat_map(|secret| {
             secret
@@ -150,14 +189,19 @@ pub(crate) fn mask_cut_end(text: &str, secrets: &[String]) -> String {
         .map(str::len)
         .max();
     match longest {
-        Some(len) => format!("{}{MASK}", &text[..text.len() - len]),
+        Some(len) => {
+            let cut = text.len() - len;
+            let line_start = text[..cut].rfind('\n').map_or(0, |i| i + 1);
+            format!("{}{WITHHELD}", &text[..line_start])
+        }
         None => text.to_owned(),
     }
 }
 
-/// Masks the start of `text` if it is a proper suffix (at least [`MIN_PARTIAL_CHARS`] chars) of a
-/// secret: the mirror image of [`mask_cut_end`] for a text whose beginning was cut off.
-pub(crate) fn mask_cut_start(text: &str, secrets: &[String]) -> String {
+/// Withholds the first line of `text` if `text` starts with a proper suffix (at least
+/// [`MIN_PARTIAL_CHARS`] chars) of a secret: the mirror image of [`withhold_cut_end`] for a text
+/// whose beginning was cut off.
+pub(crate) fn withhold_cut_start(text: &str, secrets: &[String]) -> String {
     let longest = usable(secrets)
         .flat_map(|secret| {
             let count = secret.chars().count();
@@ -171,7 +215,10 @@ pub(crate) fn mask_cut_start(text: &str, secrets: &[String]) -> String {
         .map(str::len)
         .max();
     match longest {
-        Some(len) => format!("{MASK}{}", &text[len..]),
+        Some(len) => {
+            let line_end = text[len..].find('\n').map_or(text.len(), |i| len + i);
+            format!("{WITHHELD}{}", &text[line_end..])
+        }
         None => text.to_owned(),
     }
 }
@@ -226,21 +273,41 @@ mod tests {
     }
 
     #[test]
-    fn masks_partial_secret_at_cut_end() {
-        let secrets = s(&["supersecret"]);
-        assert_eq!(mask_cut_end("token: super", &secrets), "token: ********");
-        assert_eq!(mask_cut_end("token: sup", &secrets), "token: sup"); // too short to mask
-        assert_eq!(
-            mask_cut_end("token: supersecret", &secrets),
-            "token: supersecret"
-        ); // not proper
+    fn withholds_every_line_with_a_secret_whole() {
+        let text = "✅ User 'bob' has been created successfully\n\nnext line\nsecret again: pw";
+        let out = withhold(text, &s(&["successfully", "pw", ""]));
+        assert_eq!(out, format!("{WITHHELD}\n\nnext line\n{WITHHELD}"));
+        assert_eq!(withhold("nothing here", &s(&["pw"])), "nothing here");
     }
 
     #[test]
-    fn masks_partial_secret_at_cut_start() {
+    fn withholds_every_line_a_multi_line_secret_spans() {
+        let out = withhold("a\nxx-one\ntwo-yy\nb", &s(&["one\ntwo"]));
+        assert_eq!(out, format!("a\n{WITHHELD}\n{WITHHELD}\nb"));
+    }
+
+    #[test]
+    fn withholds_a_partial_secret_at_cut_end() {
         let secrets = s(&["supersecret"]);
-        assert_eq!(mask_cut_start("secret rest", &secrets), "******** rest");
-        assert_eq!(mask_cut_start("ret rest", &secrets), "ret rest");
-        assert_eq!(mask_cut_start("ersecret!", &secrets), "********!");
+        assert_eq!(
+            withhold_cut_end("first\ntoken: super", &secrets),
+            format!("first\n{WITHHELD}")
+        );
+        assert_eq!(withhold_cut_end("token: sup", &secrets), "token: sup"); // too short
+        assert_eq!(
+            withhold_cut_end("token: supersecret", &secrets),
+            "token: supersecret"
+        ); // not proper: `withhold` handles whole secrets
+    }
+
+    #[test]
+    fn withholds_a_partial_secret_at_cut_start() {
+        let secrets = s(&["supersecret"]);
+        assert_eq!(
+            withhold_cut_start("secret rest\nnext", &secrets),
+            format!("{WITHHELD}\nnext")
+        );
+        assert_eq!(withhold_cut_start("ret rest", &secrets), "ret rest");
+        assert_eq!(withhold_cut_start("ersecret!", &secrets), WITHHELD);
     }
 }

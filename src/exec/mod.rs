@@ -3,22 +3,25 @@
 //! The child gets its own process group (which we signal as a whole; it stays in this process's
 //! session, see `docs/decisions.md`), stdin from the caller or `/dev/null`, and a minimal
 //! environment (see [`env`]: never this service's own settings). Its output is captured with
-//! bounded memory, then cleaned, redacted and truncated. This module knows nothing about jobs:
+//! bounded memory, then cleaned, truncated, and its lines with secrets withheld. This module
+//! knows nothing about jobs:
 //! callers map [`ExecOutput`] to their needs.
 
 mod capture;
 mod clean;
 pub mod env;
 mod group;
+mod process;
 mod resolve;
 mod runner;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use clean::{MASK, clean_output, redact};
+pub use clean::{MASK, WITHHELD, clean_output, redact, withhold};
+pub use process::{Leftover, ProcessId, stop_leftover};
 pub use resolve::resolve_binary;
-pub use runner::{DRAIN_WINDOW, run};
+pub use runner::{DRAIN_WINDOW, run, run_reporting};
 
 /// One command to run: program, arguments, stdin, time limit, secrets and extra environment.
 #[derive(Debug, Clone)]
@@ -30,7 +33,8 @@ pub struct CommandSpec {
     pub stdin: Option<Vec<u8>>,
     /// Wall-clock limit, counted from spawn. See [`run`] for what happens when it passes.
     pub timeout: Duration,
-    /// Strings replaced by [`MASK`] in the displayed command line and in the captured output.
+    /// Strings replaced by [`MASK`] in the displayed command line; the lines of the captured
+    /// output that contain one are replaced by [`WITHHELD`].
     pub secrets: Vec<String>,
     /// Extra environment variables, set last (over the base environment, see [`env`]).
     pub env: Vec<(String, String)>,
@@ -136,10 +140,15 @@ pub struct ExecOutput {
     /// The redacted command line, [`CommandSpec::display`].
     pub command: String,
     pub termination: Termination,
-    /// Cleaned, redacted and truncated stdout.
+    /// Cleaned and truncated stdout, its lines with secrets withheld: what may be shown and stored.
     pub stdout: String,
-    /// Cleaned, redacted and truncated stderr.
+    /// Cleaned and truncated stderr, its lines with secrets withheld.
     pub stderr: String,
+    /// Cleaned and truncated stdout as the command printed it, secrets included, when the spec
+    /// had secrets (`None`: the same as `stdout`). Only for matching: never show or store it.
+    pub raw_stdout: Option<String>,
+    /// The same for stderr.
+    pub raw_stderr: Option<String>,
     /// From just before spawn until everything was cleaned up.
     pub duration: Duration,
 }
@@ -151,6 +160,16 @@ impl ExecOutput {
             Termination::Exited(code) => Some(code),
             _ => None,
         }
+    }
+
+    /// stdout as printed, for matching confirmations and errors (see [`ExecOutput::raw_stdout`]).
+    pub fn matchable_stdout(&self) -> &str {
+        self.raw_stdout.as_deref().unwrap_or(&self.stdout)
+    }
+
+    /// stderr as printed, for matching errors.
+    pub fn matchable_stderr(&self) -> &str {
+        self.raw_stderr.as_deref().unwrap_or(&self.stderr)
     }
 
     /// Whether the child exited on its own with code 0.
@@ -220,6 +239,8 @@ mod tests {
             termination: Termination::Exited(0),
             stdout: String::new(),
             stderr: String::new(),
+            raw_stdout: None,
+            raw_stderr: None,
             duration: Duration::ZERO,
         };
         assert!(out.success());

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::{Capture, read_stream};
 use super::group::ProcessGroup;
+use super::process::ProcessId;
 use super::resolve::{resolve_binary, spawn_error};
 use super::{CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
 
@@ -46,6 +48,18 @@ pub async fn run(
     limits: &ExecLimits,
     cancel: &CancellationToken,
 ) -> Result<ExecOutput, ExecError> {
+    run_reporting(spec, limits, cancel, None).await
+}
+
+/// Like [`run`], and sends the started command's [`ProcessId`] to `report` right after spawn
+/// (nothing is sent when no command starts, or when `/proc` cannot be read), so that the caller
+/// can record it, concurrently with the run, and stop the command after a crash of this process.
+pub async fn run_reporting(
+    spec: &CommandSpec,
+    limits: &ExecLimits,
+    cancel: &CancellationToken,
+    report: Option<oneshot::Sender<ProcessId>>,
+) -> Result<ExecOutput, ExecError> {
     let started = Instant::now();
     let command = spec.display();
     let path = resolve_binary(&spec.program)?;
@@ -55,6 +69,8 @@ pub async fn run(
             termination: Termination::Canceled,
             stdout: String::new(),
             stderr: String::new(),
+            raw_stdout: None,
+            raw_stderr: None,
             duration: started.elapsed(),
         });
     }
@@ -64,6 +80,11 @@ pub async fn run(
     // group id therefore still designates our group.
     let mut group = ProcessGroup::new(child_pid(&child));
     tracing::debug!(%command, pid = child.id(), "spawned");
+    // Read now, while the child is not reaped, so that the pid is still certainly its own.
+    if let (Some(report), Some(id)) = (report, ProcessId::of(child_pid(&child).as_raw())) {
+        // A caller that stopped listening does not want it.
+        let _ = report.send(id);
+    }
 
     // The pipes are read and stdin is fed by this task itself (no task per pipe): for the short
     // runs of the CLIs, handing the work to other tasks cost more than the work.
@@ -128,8 +149,10 @@ pub async fn run(
     let output = ExecOutput {
         command,
         termination,
-        stdout: render(stdout, spec, limits),
-        stderr: render(stderr, spec, limits),
+        stdout: render(stdout.as_ref(), &spec.secrets, limits),
+        stderr: render(stderr.as_ref(), &spec.secrets, limits),
+        raw_stdout: raw(stdout.as_ref(), spec, limits),
+        raw_stderr: raw(stderr.as_ref(), spec, limits),
         duration: started.elapsed(),
     };
     tracing::debug!(command = %output.command, termination = ?output.termination,
@@ -249,10 +272,14 @@ async fn feed_stdin(pipe: Option<ChildStdin>, bytes: Option<&[u8]>) {
     }
 }
 
-fn render(capture: Option<Capture>, spec: &CommandSpec, limits: &ExecLimits) -> String {
-    capture.map_or_else(String::new, |c| {
-        c.render(&spec.secrets, limits.max_output_chars)
-    })
+fn render(capture: Option<&Capture>, secrets: &[String], limits: &ExecLimits) -> String {
+    capture.map_or_else(String::new, |c| c.render(secrets, limits.max_output_chars))
+}
+
+/// The text before withholding, only when there were secrets to withhold (else it is the same).
+fn raw(capture: Option<&Capture>, spec: &CommandSpec, limits: &ExecLimits) -> Option<String> {
+    let secrets = spec.secrets.iter().any(|s| !s.is_empty());
+    secrets.then(|| render(capture, &[], limits))
 }
 
 fn termination_of(status: ExitStatus) -> Termination {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::read_job_with_steps;
-use super::{Claimed, Result, Store, StoreError, Write, event, ms, now_ms};
+use super::{Claimed, RecordedCommand, Result, Store, StoreError, Write, event, ms, now_ms};
 
 /// Proof that a worker holds a job: every fenced write names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,30 @@ impl Store {
         Ok(recovered)
     }
 
+    /// The recorded commands of the unfinished (or interrupted) attempts of the jobs that earlier
+    /// processes of this host left running: they may still run, and must be stopped before
+    /// [`Store::recover_host`] puts their jobs back in the queue.
+    pub async fn commands_left_by_host(
+        &self,
+        host_prefix: &str,
+        me: &str,
+    ) -> Result<Vec<RecordedCommand>> {
+        let (host_prefix, me) = (host_prefix.to_string(), me.to_string());
+        self.write(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT a.job_id, a.worker, a.pid, a.pid_start FROM jobs j JOIN step_attempts a ON a.job_id = j.id
+                 WHERE j.status = 'running' AND substr(j.lease_owner, 1, length(?1)) = ?1
+                   AND j.lease_owner <> ?2 AND a.pid IS NOT NULL
+                   AND (a.outcome IS NULL OR a.outcome = 'interrupted')",
+            )?;
+            let rows = statement
+                .query_map(params![host_prefix, me], recorded_command)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Write::Keep(rows))
+        })
+        .await
+    }
+
     /// How many jobs are queued and how many are running.
     pub async fn queue_counts(&self) -> Result<(i64, i64)> {
         Ok(sqlx::query_as(
@@ -160,7 +184,9 @@ fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Clai
     let Some((job_id, attempt, previous_owner)) = claimed else {
         return Ok(None);
     };
+    let mut left_running = Vec::new();
     if let Some(previous) = &previous_owner {
+        left_running = commands_left(tx, &job_id)?;
         let interrupted = interrupt_attempts(tx, &job_id)?;
         let detail = format!(
             "lease of {previous} expired; {interrupted} running attempt(s) marked interrupted"
@@ -209,7 +235,29 @@ fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Clai
         steps,
         password,
         taken_over: previous_owner.is_some(),
+        left_running,
     }))
+}
+
+/// The recorded commands of the job's attempts that did not end (or ended interrupted, their
+/// command not waited for).
+fn commands_left(tx: &Connection, job_id: &str) -> Result<Vec<RecordedCommand>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT job_id, worker, pid, pid_start FROM step_attempts
+             WHERE job_id = ? AND pid IS NOT NULL AND (outcome IS NULL OR outcome = 'interrupted')",
+        )?
+        .query_map([job_id], recorded_command)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn recorded_command(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedCommand> {
+    Ok(RecordedCommand {
+        job_id: r.get(0)?,
+        worker: r.get(1)?,
+        pid: r.get(2)?,
+        start_time: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+    })
 }
 
 fn recover(tx: &Connection, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {

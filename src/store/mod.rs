@@ -37,7 +37,10 @@ use writer::{Write, Writer};
 pub use control::{CancelOutcome, RetryOutcome};
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
-pub use model::{AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, SecretRecord, StepRecord};
+pub use model::{
+    AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, RecordedCommand, SecretRecord,
+    StepRecord,
+};
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
 pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;

@@ -117,4 +117,18 @@ pub struct Claimed {
     pub password: Option<String>,
     /// The claim took the job over from an owner whose lease had expired.
     pub taken_over: bool,
+    /// Commands of that owner's unfinished attempts, which may still run (empty unless
+    /// `taken_over`).
+    pub left_running: Vec<RecordedCommand>,
+}
+
+/// A command recorded as started by an attempt that did not end (see migration 0005).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCommand {
+    pub job_id: String,
+    /// The worker that started it (`<host>:<pid>:<random>`).
+    pub worker: String,
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat` when it started.
+    pub start_time: u64,
 }

@@ -307,6 +307,33 @@ impl Store {
         Ok(done)
     }
 
+    /// Records the command an attempt just started (`pid`, and `start_time` from
+    /// `/proc/<pid>/stat`), so that a process that takes the job over can stop it if it still
+    /// runs. A multi-command attempt keeps its latest command. `false` (nothing written) when
+    /// the lease is lost.
+    pub async fn record_command(
+        &self,
+        lease: &Lease,
+        attempt_id: i64,
+        pid: i32,
+        start_time: u64,
+    ) -> Result<bool> {
+        let start_time = i64::try_from(start_time).unwrap_or(i64::MAX);
+        let lease = lease.clone();
+        // Fenced, but not announced as a change: nothing a reader sees changed.
+        self.write(move |conn| {
+            if !fence(conn, &lease)? {
+                return Ok(Write::Keep(false));
+            }
+            conn.prepare_cached(
+                "UPDATE step_attempts SET pid = ?, pid_start = ? WHERE id = ? AND job_id = ?",
+            )?
+            .execute(params![pid, start_time, attempt_id, lease.job_id])?;
+            Ok(Write::Keep(true))
+        })
+        .await
+    }
+
     /// Failed/timed-out attempts of this step in this job that may have changed the cluster
     /// before failing, i.e. anything but a clean, classified permanent failure.
     pub async fn step_may_have_run(

@@ -542,3 +542,64 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
             .all(|at| at.outcome.as_deref() == Some("succeeded"))
     );
 }
+
+#[tokio::test]
+async fn a_recorded_command_is_handed_to_whoever_takes_its_job_over() {
+    let (s, _d) = store().await;
+    s.submit(&job("j1", None)).await.unwrap();
+    s.submit(&job("j2", None)).await.unwrap();
+    let c1 = s
+        .claim("hostA:1:x", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let a1 = s
+        .start_attempt(&c1.lease, 0, "one", "cmd", None, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.record_command(&c1.lease, a1, 4242, 777).await.unwrap());
+    // A later command of the same attempt replaces the first.
+    assert!(s.record_command(&c1.lease, a1, 4343, 888).await.unwrap());
+    let c2 = s
+        .claim("hostA:1:x", Duration::from_secs(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let a2 = s
+        .start_attempt(&c2.lease, 0, "one", "cmd", None, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.record_command(&c2.lease, a2, 5151, 999).await.unwrap());
+    let expected = |job_id: &str, pid, start_time| RecordedCommand {
+        job_id: job_id.into(),
+        worker: "hostA:1:x".into(),
+        pid,
+        start_time,
+    };
+    // Startup recovery of this host: every unfinished attempt's command, before the requeue.
+    let mut left = s
+        .commands_left_by_host("hostA:", "hostA:2:y")
+        .await
+        .unwrap();
+    left.sort_by_key(|c| c.pid);
+    assert_eq!(left, [expected("j1", 4343, 888), expected("j2", 5151, 999)]);
+    assert!(
+        s.commands_left_by_host("hostB:", "hostB:2:y")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Lease expiry: the new owner of j1 gets its command; a claim of a fresh job gets none.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = s
+        .claim("hostA:2:y", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(taken.taken_over);
+    assert_eq!(taken.left_running, [expected("j1", 4343, 888)]);
+    // A lost lease records nothing.
+    assert!(!s.record_command(&c1.lease, a1, 1, 1).await.unwrap());
+}

@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use super::Shared;
 use super::outcome::{end, failed_end, failed_without_command, succeeded_without_command};
-use super::procedure::{self, Cli};
+use super::procedure::{self, AttemptRef, Cli};
 use super::verdict::{Verdict, judge, spawn_failure};
 use super::watch::{Stop, StopReason, watch};
 use crate::domain::{JobError, JobInput, StepName};
 use crate::everest::classify::is_unknown_flag;
-use crate::exec::{ExecError, ExecOutput, Termination};
+use crate::exec::{ExecError, ExecOutput, Termination, redact, withhold};
 use crate::plan::{self, Action, Confirm, Flavor, PlanError};
 use crate::store::{AttemptEnd, AttemptStart, Claimed, JobEnd, Lease, Started, StoreError};
 
@@ -97,6 +97,8 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
     };
     if claimed.taken_over {
         crate::telemetry::lease_recoveries(1);
+        // The step must not run again while the previous owner's command still runs.
+        super::stop_left_running(&shared, &claimed.left_running).await;
     }
     let mut run = JobRun {
         shared,
@@ -252,11 +254,12 @@ impl JobRun {
             ),
             Action::Record { .. } => ("(nothing to run)".to_string(), None),
         };
+        let secrets = self.secrets();
         let start = AttemptStart {
             position: position as i64,
             step: step.as_str().to_string(),
-            command,
-            stdin_preview,
+            command: redact(&command, &secrets),
+            stdin_preview: stdin_preview.map(|text| withhold(&text, &secrets)),
             summary: plan::describe(step, &self.input),
         };
         Ok(Prepared {
@@ -286,7 +289,7 @@ impl JobRun {
                 },
             ),
             Action::Run { spec, confirm, .. } => {
-                let mut result = self.cli().run(&spec).await;
+                let mut result = self.cli(id).run(&spec).await;
                 if matches!(step, StepName::AddNamespace | StepName::UpdateNamespace)
                     && needs_legacy_flag(&result)
                 {
@@ -298,37 +301,39 @@ impl JobRun {
                     if let Ok(Action::Run { spec, .. }) =
                         plan::action(step, &self.input, None, &self.shared.settings, legacy)
                     {
-                        result = self.cli().run(&spec).await;
+                        result = self.cli(id).run(&spec).await;
                     }
                 }
                 self.judge_run(position, step, id, &confirm, result).await?
             }
             Action::RunInManagedNamespace {
                 namespace, spec, ..
-            } => procedure::in_managed_namespace(&self.cli(), &namespace, &spec).await,
-            Action::ConfigMap(change) => procedure::configmap(&self.cli(), &change).await,
-            Action::ApplyPolicy { policy, template } => match procedure::write_temp(&policy) {
-                Ok(file) => {
-                    let spec = plan::policy_command(
-                        &template,
-                        &file.path().to_string_lossy(),
-                        &self.shared.settings,
-                    );
-                    let result = self.cli().run(&spec).await;
-                    self.judge_run(position, step, id, &Confirm::ExitCode, result)
-                        .await?
+            } => procedure::in_managed_namespace(&self.cli(id), &namespace, &spec).await,
+            Action::ConfigMap(change) => procedure::configmap(&self.cli(id), &change).await,
+            Action::ApplyPolicy { policy, template } => {
+                match procedure::write_temp(&self.shared.settings.private_tmp_dir, &policy) {
+                    Ok(file) => {
+                        let spec = plan::policy_command(
+                            &template,
+                            &file.path().to_string_lossy(),
+                            &self.shared.settings,
+                        );
+                        let result = self.cli(id).run(&spec).await;
+                        self.judge_run(position, step, id, &Confirm::ExitCode, result)
+                            .await?
+                    }
+                    Err(e) => {
+                        let detail = format!("cannot write the policy file: {e}");
+                        (
+                            failed_without_command(&detail),
+                            Verdict::Permanent {
+                                kind: "internal",
+                                detail,
+                            },
+                        )
+                    }
                 }
-                Err(e) => {
-                    let detail = format!("cannot write the policy file: {e}");
-                    (
-                        failed_without_command(&detail),
-                        Verdict::Permanent {
-                            kind: "internal",
-                            detail,
-                        },
-                    )
-                }
-            },
+            }
         };
         if end.duration_ms == 0 {
             end.duration_ms = started.elapsed().as_millis() as i64;
@@ -337,10 +342,16 @@ impl JobRun {
             .await
     }
 
-    fn cli(&self) -> Cli<'_> {
+    /// Runs commands for attempt `id`, recording each one's pid.
+    fn cli(&self, id: i64) -> Cli<'_> {
         Cli {
             settings: &self.shared.settings,
             stop: &self.stop.token,
+            attempt: Some(AttemptRef {
+                store: &self.shared.store,
+                lease: &self.lease,
+                id,
+            }),
         }
     }
 
@@ -432,6 +443,12 @@ impl JobRun {
         })
     }
 
+    /// Every secret the job carries (its password), withheld from whatever any of its steps
+    /// prints and from its errors.
+    fn secrets(&self) -> Vec<String> {
+        self.password.iter().cloned().collect()
+    }
+
     fn summary(&self) -> String {
         plan::summary(&self.input, &self.notes)
     }
@@ -443,5 +460,5 @@ impl JobRun {
 
 fn needs_legacy_flag(result: &Result<ExecOutput, ExecError>) -> bool {
     matches!(result, Ok(out) if out.termination == Termination::Exited(1)
-        && is_unknown_flag(&crate::everest::error_message(&out.stdout, &out.stderr, Some(1)), "--operator.mysql"))
+        && is_unknown_flag(&crate::everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(1)), "--operator.mysql"))
 }

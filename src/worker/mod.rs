@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::store::{Store, StoreError, now_ms};
+use crate::exec::{Leftover, ProcessId, stop_leftover};
+use crate::store::{RecordedCommand, Store, StoreError, now_ms};
 
-pub use procedure::{DATA_OUTPUT_LIMIT, exit_class};
+pub use procedure::{DATA_OUTPUT_LIMIT, exit_class, prepare_private_dir};
 pub use verdict::{Verdict, judge};
 
 /// What every job task of this worker shares.
@@ -36,13 +37,14 @@ struct Shared {
     draining: CancellationToken,
     /// Cancelled when the shutdown grace period is over: running commands are stopped.
     interrupt: CancellationToken,
+    /// `<host>:`, the start of the id of every worker of this host.
+    host_prefix: String,
 }
 
 /// The worker pool of this process.
 pub struct Worker {
     shared: Arc<Shared>,
     id: String,
-    host_prefix: String,
 }
 
 impl Worker {
@@ -61,25 +63,27 @@ impl Worker {
             legacy_mysql_flag: AtomicBool::new(false),
             draining: CancellationToken::new(),
             interrupt: CancellationToken::new(),
-        });
-        Worker {
-            shared,
-            id,
             host_prefix: format!("{host}:"),
-        }
+        });
+        Worker { shared, id }
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Requeues the jobs that earlier processes of this host left running.
+    /// Requeues the jobs that earlier processes of this host left running, after stopping the
+    /// commands those processes left running (a process killed alone leaves its commands, each
+    /// in its own process group, running).
+    ///
+    /// Stopping comes first: should this process die while stopping, the jobs are still
+    /// `running` under the dead owner and the next start stops and recovers them again.
     pub async fn recover(&self) -> Result<usize, StoreError> {
-        let recovered = self
-            .shared
-            .store
-            .recover_host(&self.host_prefix, &self.id)
-            .await?;
+        let store = &self.shared.store;
+        let host = &self.shared.host_prefix;
+        let left = store.commands_left_by_host(host, &self.id).await?;
+        stop_left_running(&self.shared, &left).await;
+        let recovered = store.recover_host(host, &self.id).await?;
         crate::telemetry::lease_recoveries(recovered.len() as u64);
         for r in &recovered {
             tracing::info!(job.id = %r.job_id, previous_owner = %r.previous_owner, "recovered job left running by a previous process");
@@ -170,6 +174,46 @@ impl Worker {
             Ok(Some(due)) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
                 .clamp(Duration::from_millis(20), lease),
             _ => lease,
+        }
+    }
+}
+
+/// Stops the recorded commands that still run (those started on this host: another host's pids
+/// mean nothing here), all at once, and waits (bounded by the kill grace plus a few seconds)
+/// until they have ended.
+async fn stop_left_running(shared: &Shared, commands: &[RecordedCommand]) {
+    let grace = shared.settings.kill_grace;
+    let mut stops = tokio::task::JoinSet::new();
+    for command in commands {
+        if !command.worker.starts_with(&shared.host_prefix) {
+            tracing::warn!(job.id = %command.job_id, worker = %command.worker,
+                "a command of another host may still run; it cannot be stopped from here");
+            continue;
+        }
+        let command = command.clone();
+        stops.spawn(async move {
+            let id = ProcessId {
+                pid: command.pid,
+                start_time: command.start_time,
+            };
+            (command, stop_leftover(id, grace).await)
+        });
+    }
+    while let Some(done) = stops.join_next().await {
+        let Ok((command, result)) = done else {
+            continue;
+        };
+        let (job, pid) = (&command.job_id, command.pid);
+        match result {
+            Leftover::Gone | Leftover::Reused => {
+                tracing::debug!(job.id = %job, pid, ?result, "recorded command no longer runs")
+            }
+            Leftover::Stopped { forced } => {
+                tracing::info!(job.id = %job, pid, forced, previous_owner = %command.worker,
+                    "stopped a command left running by a previous owner")
+            }
+            Leftover::Survived => tracing::error!(job.id = %job, pid,
+                "a command left running by a previous owner did not stop after SIGKILL"),
         }
     }
 }

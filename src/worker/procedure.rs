@@ -3,6 +3,7 @@
 //! by Everest. Each is recorded as one attempt with a transcript of the commands it ran.
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::verdict::{Verdict, failed, spawn_failure};
@@ -10,7 +11,7 @@ use crate::config::Settings;
 use crate::everest::{self, Expect, argv, rbac};
 use crate::exec::{self, CommandSpec, ExecError, ExecLimits, ExecOutput, Termination};
 use crate::plan::RbacChange;
-use crate::store::AttemptEnd;
+use crate::store::{AttemptEnd, Lease, Store};
 
 /// How many write conflicts in a row the ConfigMap merge absorbs by reading again.
 const MAX_CONFLICTS: usize = 5;
@@ -23,6 +24,15 @@ pub const DATA_OUTPUT_LIMIT: usize = 32 * 1024 * 1024;
 pub struct Cli<'a> {
     pub settings: &'a Settings,
     pub stop: &'a CancellationToken,
+    /// The attempt the commands run for, where each one's pid is recorded as it starts.
+    pub attempt: Option<AttemptRef<'a>>,
+}
+
+/// A started attempt, for recording the commands it runs.
+pub struct AttemptRef<'a> {
+    pub store: &'a Store,
+    pub lease: &'a Lease,
+    pub id: i64,
 }
 
 impl Cli<'_> {
@@ -46,7 +56,26 @@ impl Cli<'_> {
             kill_grace: self.settings.kill_grace,
             pass_env: self.settings.cli_env_passthrough.clone(),
         };
-        let result = exec::run(spec, &limits, self.stop).await;
+        let Some(attempt) = &self.attempt else {
+            let result = exec::run(spec, &limits, self.stop).await;
+            crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
+            return result;
+        };
+        // The pid is recorded while the command runs; the run's end is recorded after this write.
+        let (report, reported) = oneshot::channel();
+        let run = exec::run_reporting(spec, &limits, self.stop, Some(report));
+        let record = async {
+            let Ok(id) = reported.await else { return };
+            let written = attempt
+                .store
+                .record_command(attempt.lease, attempt.id, id.pid, id.start_time)
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(job.id = %attempt.lease.job_id, pid = id.pid, error = %e,
+                    "cannot record the command's pid; a crash now would leave it unstoppable");
+            }
+        };
+        let (result, ()) = tokio::join!(run, record);
         crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
         result
     }
@@ -155,7 +184,7 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
         if !out.success() {
             return p.finish(failed(&out));
         }
-        let mut object: Value = match serde_json::from_str(&out.stdout) {
+        let mut object: Value = match serde_json::from_str(out.matchable_stdout()) {
             Ok(v) => v,
             Err(e) => {
                 let detail = format!(
@@ -213,7 +242,11 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
                 note: format!("{verb} ({n} policy line(s))"),
             });
         }
-        let message = everest::error_message(&out.stdout, &out.stderr, out.exit_code());
+        let message = everest::error_message(
+            out.matchable_stdout(),
+            out.matchable_stderr(),
+            out.exit_code(),
+        );
         if !message.contains("the object has been modified") {
             return p.finish(failed(&out));
         }
@@ -228,7 +261,7 @@ pub async fn configmap(cli: &Cli<'_>, change: &RbacChange) -> (AttemptEnd, Verdi
 
 /// Validates a candidate policy; `Some(verdict)` when it must not be written.
 async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verdict> {
-    let file = match write_temp(policy) {
+    let file = match write_temp(&cli.settings.private_tmp_dir, policy) {
         Ok(file) => file,
         Err(e) => {
             return Some(Verdict::Permanent {
@@ -243,11 +276,12 @@ async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verd
         Err(e) => return Some(spawn_failure(&e)),
     };
     p.record(&out, false);
-    if out.success() && everest::confirms(Expect::PolicyValid, &out.stdout) {
+    if out.success() && everest::confirms(Expect::PolicyValid, out.matchable_stdout()) {
         return None;
     }
-    if out.termination == Termination::Exited(1) && out.stdout.contains("Invalid") {
-        let message = everest::error_message(&out.stdout, &out.stderr, Some(1));
+    if out.termination == Termination::Exited(1) && out.matchable_stdout().contains("Invalid") {
+        let message =
+            everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(1));
         let detail =
             format!("the edited RBAC policy is invalid, so nothing was written: {message}");
         return Some(Verdict::Permanent {
@@ -258,15 +292,43 @@ async fn validate(cli: &Cli<'_>, p: &mut Procedure, policy: &str) -> Option<Verd
     Some(failed(&out))
 }
 
-pub(super) fn write_temp(content: &str) -> std::io::Result<tempfile::NamedTempFile> {
+/// Writes `content` to a new `everest-policy-*.csv` file in the service's private folder
+/// (`PRIVATE_TMP_DIR`), deleted when the returned handle drops. What a crash leaves behind is
+/// deleted at the next start ([`prepare_private_dir`]).
+pub(super) fn write_temp(
+    dir: &std::path::Path,
+    content: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut file = tempfile::Builder::new()
         .prefix("everest-policy-")
         .suffix(".csv")
-        .tempfile()?;
+        .tempfile_in(dir)?;
     file.write_all(content.as_bytes())?;
     file.flush()?;
     Ok(file)
+}
+
+/// Creates the service's private folder if needed, restricts it to its owner (mode 0700) and
+/// empties it: whatever is in it was left by an earlier process of this service, which the
+/// database lock shows is no longer running.
+pub fn prepare_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        // A link is removed, never followed.
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `spec` only if `namespace` is managed by Everest (`app.kubernetes.io/managed-by=everest`).
@@ -285,7 +347,7 @@ pub async fn in_managed_namespace(
     if !out.success() {
         return p.finish(failed(&out));
     }
-    let managed = match everest::parse_namespace_list(&out.stdout) {
+    let managed = match everest::parse_namespace_list(out.matchable_stdout()) {
         Ok(list) => list.iter().any(|n| n.name == namespace),
         Err(e) => {
             let detail = format!("unexpected output from kubectl get namespaces: {e}");

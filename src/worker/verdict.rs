@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::domain::StepName;
 use crate::everest::{self, Expect, Retry, classify};
-use crate::exec::{ExecError, ExecOutput, Termination};
+use crate::exec::{ExecError, ExecOutput, Termination, withhold};
 use crate::plan::Confirm;
 
 /// The verdict on one attempt.
@@ -38,6 +38,23 @@ impl Verdict {
         }
     }
 
+    /// The verdict with the lines of its detail that contain one of `secrets` withheld (see
+    /// [`crate::exec::withhold`]); the detail becomes the job's `error.detail`, summary and
+    /// history.
+    pub fn withheld(self, secrets: &[String]) -> Verdict {
+        match self {
+            Verdict::Transient { kind, detail } => Verdict::Transient {
+                kind,
+                detail: withhold(&detail, secrets),
+            },
+            Verdict::Permanent { kind, detail } => Verdict::Permanent {
+                kind,
+                detail: withhold(&detail, secrets),
+            },
+            other => other,
+        }
+    }
+
     pub fn error_kind(&self) -> Option<String> {
         match self {
             Verdict::Transient { .. } => Some("transient".into()),
@@ -56,7 +73,7 @@ pub fn judge(step: StepName, confirm: &Confirm, out: &ExecOutput, may_have_run: 
             _ => failed(out),
         };
     }
-    let message = everest::error_message(&out.stdout, &out.stderr, Some(1));
+    let message = everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(1));
     let done = |output: Value, note: &str| Verdict::Succeeded {
         output,
         note: note.into(),
@@ -122,7 +139,8 @@ pub fn failed(out: &ExecOutput) -> Verdict {
             }
         }
         Termination::Exited(code) => {
-            let message = everest::error_message(&out.stdout, &out.stderr, Some(code));
+            let message =
+                everest::error_message(out.matchable_stdout(), out.matchable_stderr(), Some(code));
             match everest::classify(&message) {
                 Retry::Transient => Verdict::Transient {
                     kind: "cli_failed",
@@ -161,7 +179,7 @@ fn confirmed(step: StepName, confirm: &Confirm, out: &ExecOutput) -> Verdict {
         Confirm::ExitCode => None,
     };
     if let Some(expect) = expect
-        && !everest::confirms(expect, &out.stdout)
+        && !everest::confirms(expect, out.matchable_stdout())
     {
         let detail = format!(
             "{} exited 0 but did not print the expected confirmation ({expect:?}); \
@@ -206,6 +224,8 @@ mod tests {
             termination,
             stdout: stdout.into(),
             stderr: stderr.into(),
+            raw_stdout: None,
+            raw_stderr: None,
             duration: Duration::from_secs(3),
         }
     }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::{Attempt, Flow, JobRun, Prepared};
 use crate::domain::JobError;
+use crate::exec::withhold;
 use crate::plan::Action;
 use crate::store::{AttemptEnd, AttemptEnding, Finished, JobEnd, StepEnd, StoreError, Then};
 use crate::worker::outcome::{backoff, failed_end, record_finish, succeeded_without_command};
@@ -23,6 +24,11 @@ impl JobRun {
         mut end: AttemptEnd,
         verdict: Verdict,
     ) -> Result<Flow, StoreError> {
+        // Whichever step printed it, no secret of the job is stored or shown.
+        let secrets = self.secrets();
+        end.stdout = withhold(&end.stdout, &secrets);
+        end.stderr = withhold(&end.stderr, &secrets);
+        let verdict = verdict.withheld(&secrets);
         let Some((step_end, job_end)) = self.settle(position, &mut end, verdict) else {
             // The new owner records the interruption; this worker writes nothing more.
             return Ok(Flow::Stop);
