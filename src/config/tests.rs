@@ -93,9 +93,11 @@ fn database_url_must_be_a_sqlite_file() {
 
 #[test]
 fn private_tmp_dir_defaults_to_the_database_folder() {
-    let s = load("admin_api_key = 'k'\ndatabase_url = 'sqlite:///var/lib/x.db'").unwrap();
+    let s = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'sqlite:///var/lib/x.db'")
+        .unwrap();
     assert_eq!(s.private_tmp_dir, PathBuf::from("/var/lib/tmp"));
-    let s = load("admin_api_key = 'k'\nprivate_tmp_dir = '/run/everestctl-api'").unwrap();
+    let s = load("admin_api_key = 'k-0123456789abcdef'\nprivate_tmp_dir = '/run/everestctl-api'")
+        .unwrap();
     assert_eq!(s.private_tmp_dir, PathBuf::from("/run/everestctl-api"));
 }
 
@@ -271,20 +273,20 @@ fn a_value_made_unused_by_another_setting_is_still_checked() {
         "rbac_mode = 'bogus'",
         "rbac_mode = 'bogus'\neverest_rbac_apply_cmd = 'apply --file {file}'",
     ] {
-        let err = load(&format!("admin_api_key = 'k'\n{toml}"))
+        let err = load(&format!("admin_api_key = 'k-0123456789abcdef'\n{toml}"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("RBAC_MODE") && err.contains("bogus"), "{err}");
     }
     let s =
-        load("admin_api_key = 'k'\nrbac_mode = 'skip'\neverest_rbac_apply_cmd = 'apply'").unwrap();
+        load("admin_api_key = 'k-0123456789abcdef'\nrbac_mode = 'skip'\neverest_rbac_apply_cmd = 'apply'").unwrap();
     assert_eq!(s.rbac, RbacMode::Command("apply".into()));
 }
 
 #[test]
 fn namespace_lists_hold_only_namespace_names_and_prefixes() {
     let s = load(
-        "admin_api_key = 'k'\nnamespace_denylist = 'default, production'\nallowed_namespace_prefixes = 'tenant-,t'",
+        "admin_api_key = 'k-0123456789abcdef'\nnamespace_denylist = 'default, production'\nallowed_namespace_prefixes = 'tenant-,t'",
     )
     .unwrap();
     assert!(s.namespace_policy.parse("production").is_err());
@@ -296,9 +298,11 @@ fn namespace_lists_hold_only_namespace_names_and_prefixes() {
         ("allowed_namespace_prefixes", "-x"),
         ("allowed_namespace_prefixes", "team_"),
     ] {
-        let err = load(&format!("admin_api_key = 'k'\n{key} = '{value}'"))
-            .unwrap_err()
-            .to_string();
+        let err = load(&format!(
+            "admin_api_key = 'k-0123456789abcdef'\n{key} = '{value}'"
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains(&key.to_ascii_uppercase()) && err.contains(value),
             "{err}"
@@ -364,7 +368,8 @@ fn example_config_is_valid_and_shows_the_defaults() {
 
 #[test]
 fn cli_env_passthrough_takes_names_but_never_the_services_settings() {
-    let s = load("admin_api_key = 'k-0123456789abcdef'\ncli_env_passthrough = 'AWS_PROFILE, _X1,'").unwrap();
+    let s = load("admin_api_key = 'k-0123456789abcdef'\ncli_env_passthrough = 'AWS_PROFILE, _X1,'")
+        .unwrap();
     assert_eq!(&*s.cli_env_passthrough, ["AWS_PROFILE", "_X1"]);
     assert!(
         load("admin_api_key = 'k-0123456789abcdef'")
