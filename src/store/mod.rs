@@ -15,6 +15,7 @@ mod history;
 mod lease;
 mod locks;
 mod model;
+pub mod postgres;
 mod prune;
 mod read;
 mod readers;
