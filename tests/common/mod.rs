@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bulk;
+pub mod pg;
 pub mod raw;
 pub mod service;
 
