@@ -470,7 +470,7 @@ fn without_postgresql_the_tests_skip_unless_required() {
     );
     assert_eq!(pg::runnable(bin.path(), true), Ok(()));
     // Not required: a skip, said on stderr.
-    pg::skip_or_fail("a_test", &missing, false);
+    pg::skip_or_fail("(a self-test of the skip message)", &missing, false);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! (CI sets it) that is a failure instead, so CI cannot skip them silently.
 //! `EVERESTCTL_TEST_PG_BIN` overrides the folder of the binaries.
 
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,7 +81,10 @@ pub fn skip_or_fail(test: &str, reason: &str, required: bool) {
     if required {
         panic!("{test}: PostgreSQL is required ({REQUIRE_ENV}=require) but {reason}");
     }
-    eprintln!(
+    // Written to the process's stderr, not through `eprintln!`, which the test harness
+    // captures and shows only for failing tests: a skip must be visible.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: PostgreSQL 15 is not available here ({reason}); \
          set {REQUIRE_ENV}=require to make this a failure"
     );
