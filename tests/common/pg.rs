@@ -83,11 +83,15 @@ pub fn skip_or_fail(test: &str, reason: &str, required: bool) {
     }
     // Written to the process's stderr, not through `eprintln!`, which the test harness
     // captures and shows only for failing tests: a skip must be visible.
-    let _ = writeln!(
-        std::io::stderr(),
+    let _ = writeln!(std::io::stderr(), "{}", skip_message(test, reason));
+}
+
+/// The line that reports a skipped test.
+pub fn skip_message(test: &str, reason: &str) -> String {
+    format!(
         "SKIPPED {test}: PostgreSQL 15 is not available here ({reason}); \
          set {REQUIRE_ENV}=require to make this a failure"
-    );
+    )
 }
 
 fn required() -> bool {
