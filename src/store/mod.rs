@@ -18,6 +18,7 @@ mod model;
 mod prune;
 mod read;
 mod readers;
+mod rows;
 mod run;
 mod secrets;
 mod submit;

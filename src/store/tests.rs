@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -27,7 +28,7 @@ fn job(id: &str, key: Option<(&str, &str)>) -> NewJob {
 
 fn ok_attempt() -> AttemptEnd {
     AttemptEnd {
-        outcome: "succeeded",
+        outcome: AttemptOutcome::Succeeded,
         error_kind: None,
         exit_code: Some(0),
         stdout: "ok".into(),
@@ -76,7 +77,7 @@ async fn submit_and_idempotency() {
     );
     assert!(s.job("j2").await.unwrap().is_none());
     let j = s.job("j1").await.unwrap().unwrap();
-    assert_eq!(j.status, "queued");
+    assert_eq!(j.status, JobStatus::Queued);
     assert_eq!(s.steps("j1").await.unwrap().len(), 2);
     assert_eq!(s.events("j1").await.unwrap()[0].kind, "submitted");
 }
@@ -157,8 +158,8 @@ async fn claim_run_and_finish_with_fencing() {
     );
     let j = s.job("j1").await.unwrap().unwrap();
     assert_eq!(
-        (j.status.as_str(), j.summary.as_deref()),
-        ("succeeded", Some("done"))
+        (j.status, j.summary.as_deref()),
+        (JobStatus::Succeeded, Some("done"))
     );
     assert_same_view(&s, "j1").await;
     assert!(
@@ -169,7 +170,7 @@ async fn claim_run_and_finish_with_fencing() {
     assert!(
         steps
             .iter()
-            .all(|st| st.status == "succeeded" && st.attempts == 1)
+            .all(|st| st.status == StepStatus::Succeeded && st.attempts == 1)
     );
     assert_eq!(s.last_attempts("j1").await.unwrap().len(), 2);
     let secret = s.secret("j1").await.unwrap().unwrap();
@@ -212,8 +213,8 @@ async fn expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
         .unwrap()
     );
     let attempts = s.attempts("j1").await.unwrap();
-    assert_eq!(attempts[0].outcome.as_deref(), Some("interrupted"));
-    assert_eq!(s.steps("j1").await.unwrap()[0].status, "pending");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Interrupted);
+    assert_eq!(s.steps("j1").await.unwrap()[0].status, StepStatus::Pending);
     let kinds: Vec<_> = s
         .events("j1")
         .await
@@ -257,17 +258,15 @@ async fn startup_recovery_requeues_this_hosts_jobs_only() {
     assert_eq!(rec[0].job_id, c1.lease.job_id);
     assert_eq!(
         s.job(&c1.lease.job_id).await.unwrap().unwrap().status,
-        "queued"
+        JobStatus::Queued
     );
     assert_eq!(
         s.job(&c2.lease.job_id).await.unwrap().unwrap().status,
-        "running"
+        JobStatus::Running
     );
     assert_eq!(
-        s.attempts(&c1.lease.job_id).await.unwrap()[0]
-            .outcome
-            .as_deref(),
-        Some("interrupted")
+        s.attempts(&c1.lease.job_id).await.unwrap()[0].outcome,
+        AttemptOutcome::Interrupted
     );
     let again = s
         .claim("hostA:2:y", Duration::from_secs(30))
@@ -292,8 +291,8 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
         .unwrap()
         .unwrap();
     let failed = AttemptEnd {
-        outcome: "failed",
-        error_kind: Some("transient".into()),
+        outcome: AttemptOutcome::Failed,
+        error_kind: Some(ErrorKind::Transient),
         exit_code: Some(1),
         ..ok_attempt()
     };
@@ -314,7 +313,7 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
         .unwrap()
     );
     let j = s.job("j1").await.unwrap().unwrap();
-    assert_eq!(j.status, "queued");
+    assert_eq!(j.status, JobStatus::Queued);
     assert!(j.run_at > now_ms() + 50_000);
     assert!(
         s.claim("w", Duration::from_secs(30))
@@ -459,7 +458,7 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     );
     let attempts = s.attempts(&a.lease.job_id).await.unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
     let free_holder: Option<String> =
         sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = 'free'")
             .fetch_optional(&s.pool)
@@ -481,8 +480,8 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     };
     let steps = s.steps(&b.lease.job_id).await.unwrap();
     assert_eq!(
-        (steps[0].status.as_str(), steps[1].status.as_str()),
-        ("succeeded", "running")
+        (steps[0].status, steps[1].status),
+        (StepStatus::Succeeded, StepStatus::Running)
     );
     let finished = s
         .finish_attempt_then(
@@ -501,7 +500,7 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     assert_eq!(finished, Finished::Ended);
     assert_eq!(
         s.job(&b.lease.job_id).await.unwrap().unwrap().status,
-        "succeeded"
+        JobStatus::Succeeded
     );
     // A next step that runs nothing is recorded whole with the end of the previous one, and
     // here ends the job.
@@ -531,15 +530,15 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     assert_eq!(finished, Finished::Recorded);
     let job_c = s.job(&c.lease.job_id).await.unwrap().unwrap();
     assert_eq!(
-        (job_c.status.as_str(), job_c.summary.as_deref()),
-        ("succeeded", Some("all done"))
+        (job_c.status, job_c.summary.as_deref()),
+        (JobStatus::Succeeded, Some("all done"))
     );
     let attempts = s.attempts(&c.lease.job_id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     assert!(
         attempts
             .iter()
-            .all(|at| at.outcome.as_deref() == Some("succeeded"))
+            .all(|at| at.outcome == AttemptOutcome::Succeeded)
     );
 }
 
