@@ -134,7 +134,7 @@ pub(super) fn arguments(args: &[Arg]) -> Result<SqliteArguments<'static>> {
             Arg::Int(i) => out.add(*i),
             Arg::Text(s) => out.add(s.clone()),
         }
-        .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
+        .map_err(StoreError::Unavailable)?;
     }
     Ok(out)
 }

@@ -11,6 +11,7 @@
 
 mod audit;
 mod control;
+mod error;
 mod history;
 mod lease;
 mod locks;
@@ -36,6 +37,7 @@ use sqlx::{ConnectOptions, SqlitePool};
 use writer::{Write, Writer};
 
 pub use control::{CancelOutcome, RetryOutcome};
+pub use error::{Cause, Result, StoreError};
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{
@@ -45,33 +47,6 @@ pub use model::{
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
 pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
-
-/// A store error. Callers treat it as "the database is unavailable right now".
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The transaction this write was committed with failed.
-    #[error("database error: {0}")]
-    Commit(std::sync::Arc<rusqlite::Error>),
-    #[error("the database is closed")]
-    Closed,
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot start the database writer: {0}")]
-    Thread(std::io::Error),
-    #[error("cannot prepare the database folder {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]

@@ -306,3 +306,16 @@ async fn a_stored_state_that_no_state_spells_is_corrupt() {
     assert!(corrupt(s.list_jobs(&JobFilter::default(), None, 10).await));
     assert!(corrupt(s.request_cancel(&job, "ops").await));
 }
+
+/// A read or a write after `close` says the store is closed, whichever driver serves it.
+#[tokio::test]
+async fn a_closed_store_answers_closed() {
+    let (s, _d) = fresh().await;
+    s.submit(&new_job(&id(1), "alice", "ops")).await.unwrap();
+    s.close().await;
+    assert!(matches!(s.job(&id(1)).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        s.submit(&new_job(&id(2), "bob_b", "ops")).await,
+        Err(StoreError::Closed)
+    ));
+}
