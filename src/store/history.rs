@@ -1,7 +1,7 @@
 //! Audit reads: the job list (filters, newest first, keyset cursor) and a job's full history.
 //!
 //! The list query is built from the filters that are set, so that SQLite can use the index of
-//! the filter (see `migrations/0003_history_indexes.sql`); `(? IS NULL OR col = ?)` terms would
+//! the filter (see `migrations/sqlite/0003_history_indexes.sql`); `(? IS NULL OR col = ?)` terms would
 //! defeat them. `plan_tests` runs `EXPLAIN QUERY PLAN` on exactly the text built here.
 
 use sqlx::Arguments;

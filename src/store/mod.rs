@@ -129,7 +129,9 @@ impl Store {
             .connect()
             .await?;
         restrict_permissions(path);
-        sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run_direct(&mut conn)
+            .await?;
         let idempotency_secret = secrets::idempotency_secret(&mut conn).await?;
         // Nothing else has the file open yet: whatever a previous process (or a migration) left
         // in the WAL, erased secrets included, goes now.

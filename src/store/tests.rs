@@ -602,3 +602,32 @@ async fn a_recorded_command_is_handed_to_whoever_takes_its_job_over() {
     // A lost lease records nothing.
     assert!(!s.record_command(&c1.lease, a1, 1, 1).await.unwrap());
 }
+
+/// Applied migrations keep their versions and checksums whatever folder they are embedded from:
+/// sqlx refuses to open a database whose recorded checksum differs from the embedded one. These
+/// are the checksums (SHA-384 of the file) that databases made by earlier versions hold.
+#[tokio::test]
+async fn applied_migrations_keep_their_versions_and_checksums() {
+    let (s, _d) = store().await;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, hex(checksum) FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    let earlier = [
+        "21A0B71A909B37FCDF7C8EB290A97C74D3CF487B92771B8182776DDC847AD8B3C50517893A992C691EB595F36F1E17BD",
+        "9296F80948F6015C2F0F327702A770D8EAA10BF7EFF552304CC0389A2BAB203A92EC63AA536265C351AD04F6D6C8B8B3",
+        "80A0DEB8B486BE428176EE4F5A08D20645133F47215A69BFC9374164EA74C7896C7F0426AD7A0ADB99E3DAB7BCE6B900",
+        "8604FEA39DFF511C67C7C250A97E0ECC50F1F719E59D79A9751C7EB83540324404AD330999B9D45FD982EDAB98BDCA08",
+        "D93EC750877F2F977AF0264812FBF86758D92D97CFD5DFB48CA985F80E26E8310E59B69C6AC69B3F5031FAA08E72A983",
+        "23E787E3AC43E8BA95BDF23B8D1DBCD9D5102FE916B0DBC9F761B3FE3AF42620BE139D688D51703EAE25BE020138AEEC",
+    ];
+    for (n, checksum) in earlier.iter().enumerate() {
+        let version = i64::try_from(n).unwrap() + 1;
+        assert_eq!(
+            applied.get(n),
+            Some(&(version, checksum.to_string())),
+            "migration {version}"
+        );
+    }
+}
