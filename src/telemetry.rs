@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::domain::{AttemptOutcome, JobStatus};
+
 use metrics::{
     SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
@@ -225,14 +227,20 @@ pub fn job_submitted(kind: &str) {
 }
 
 /// A job reached a final status; `elapsed` is from submission to the end.
-pub fn job_finished(kind: &str, status: &str, elapsed: Duration) {
-    let labels = [("kind", kind.to_string()), ("status", status.to_string())];
+pub fn job_finished(kind: &str, status: JobStatus, elapsed: Duration) {
+    let labels = [
+        ("kind", kind.to_string()),
+        ("status", status.as_str().to_string()),
+    ];
     counter!("jobs_finished_total", &labels).increment(1);
     histogram!("job_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }
 
-pub fn step_attempt(step: &str, outcome: &str, elapsed: Duration) {
-    let labels = [("step", step.to_string()), ("outcome", outcome.to_string())];
+pub fn step_attempt(step: &str, outcome: AttemptOutcome, elapsed: Duration) {
+    let labels = [
+        ("step", step.to_string()),
+        ("outcome", outcome.as_str().to_string()),
+    ];
     counter!("step_attempts_total", &labels).increment(1);
     histogram!("step_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }

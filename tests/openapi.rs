@@ -172,3 +172,49 @@ async fn every_documented_route_is_served() {
     }
     app.stop().await;
 }
+
+/// The document lists the states the API answers with, once, as enums.
+#[tokio::test]
+async fn states_are_enums_in_the_document() {
+    let app = TestApp::start().await;
+    let (_, doc) = app.get_json("/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    // A property is the enum itself or a reference to it.
+    let enum_of = |schema: &serde_json::Value| -> Vec<String> {
+        let target = match schema["$ref"].as_str() {
+            Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        target["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum in {schema}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let job = ["queued", "running", "succeeded", "failed", "canceled"];
+    for (body, field) in [
+        ("JobStatusBody", "status"),
+        ("JobAccepted", "status"),
+        ("JobResultBody", "overall_status"),
+    ] {
+        assert_eq!(
+            enum_of(&schemas[body]["properties"][field]),
+            job,
+            "{body}.{field}"
+        );
+    }
+    let outcome = enum_of(&schemas["HistoryAttempt"]["properties"]["outcome"]);
+    assert_eq!(
+        outcome,
+        [
+            "running",
+            "succeeded",
+            "failed",
+            "timed_out",
+            "interrupted",
+            "canceled"
+        ]
+    );
+    app.stop().await;
+}

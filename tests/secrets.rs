@@ -258,7 +258,7 @@ async fn pre_upgrade_database(db: &std::path::Path, key: &str, hash: &str) {
         .await
         .unwrap();
     let mut migrator = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite"),
     )
     .await
     .unwrap();

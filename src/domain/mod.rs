@@ -8,13 +8,14 @@ mod lifecycle;
 mod names;
 mod object;
 mod resources;
+mod state;
 
 pub use bootstrap::{
     BootstrapInput, BootstrapRequest, OperatorsRequest, ResourcesRequest, Rules,
     effective_namespace,
 };
 pub use input::JobInput;
-pub use job::{JobError, JobKind, JobStatus, StepName};
+pub use job::{JobError, JobKind, StepName};
 pub use lifecycle::{
     AddOperatorsInput, AddOperatorsRequest, DeleteUserInput, DeleteUserRequest, ResumeInput,
     SetPasswordInput, SetPasswordRequest, SuspendInput, UpdateResourcesInput,
@@ -22,6 +23,7 @@ pub use lifecycle::{
 };
 pub use names::{Namespace, NamespacePolicy, Password, Username};
 pub use resources::{Operators, Resources};
+pub use state::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

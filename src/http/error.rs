@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::domain::FieldError;
+use crate::domain::{FieldError, JobStatus};
 use crate::store::StoreError;
 
 /// Every error the API answers with. 5xx bodies never carry internals; the cause is logged.
@@ -27,12 +27,12 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("the job has not finished yet")]
-    NotFinished { status: String },
+    NotFinished { status: JobStatus },
     /// A request that conflicts with the service's state or configuration.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("the job has already finished ({status})")]
-    AlreadyFinished { status: String },
+    AlreadyFinished { status: JobStatus },
     #[error("this Idempotency-Key was used with a different request (job {job_id})")]
     IdempotencyConflict { job_id: String },
     /// The key was used before an upgrade, whose request hash could not be kept.

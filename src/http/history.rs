@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState, extract, views};
-use crate::domain::{JobKind, JobStatus, Username};
+use crate::domain::{AttemptOutcome, ErrorKind, JobKind, JobStatus, Username};
 use crate::store::{AttemptRecord, Cursor, EventRecord, JobFilter, JobRecord};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -86,10 +86,10 @@ pub struct HistoryAttempt {
     pub attempt: i64,
     /// The claim it ran under (the `attempt` of its `claimed` event).
     pub job_attempt: i64,
-    /// `succeeded`, `failed`, `timed_out`, `interrupted`, `canceled`, or `running` while it runs.
-    pub outcome: String,
-    /// `transient`, `permanent`, `not_found`, … for failures.
-    pub error_kind: Option<String>,
+    /// `running` while it runs.
+    pub outcome: AttemptOutcome,
+    /// For failures.
+    pub error_kind: Option<ErrorKind>,
     /// Redacted command line.
     pub command: Option<String>,
     pub exit_code: Option<i64>,
@@ -209,7 +209,7 @@ fn attempt(a: AttemptRecord) -> HistoryAttempt {
         step: a.step,
         attempt: a.attempt,
         job_attempt: a.job_attempt,
-        outcome: a.outcome.unwrap_or_else(|| "running".into()),
+        outcome: a.outcome,
         error_kind: a.error_kind,
         command: a.command,
         exit_code: a.exit_code,
@@ -234,14 +234,10 @@ fn filter(params: &HashMap<String, String>) -> Result<JobFilter, ApiError> {
     let get = |name: &str| params.get(name).map(String::as_str);
     let status = get("status")
         .map(|s| {
-            JobStatus::parse(s)
-                .map(|s| s.as_str().to_string())
-                .ok_or_else(|| {
-                    bad(
-                        "status",
-                        "must be one of queued, running, succeeded, failed, canceled",
-                    )
-                })
+            JobStatus::parse(s).ok_or_else(|| {
+                let all: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                bad("status", &format!("must be one of {}", all.join(", ")))
+            })
         })
         .transpose()?;
     let kind = get("kind")

@@ -75,9 +75,9 @@ async fn status(
     // Subscribe before the first read so that no change between the read and the wait is missed.
     let mut changes = state.store.subscribe();
     let mut job = find(&state, &id).await?;
-    let seen = (job.status.clone(), job.current_step.clone());
+    let seen = (job.status, job.current_step.clone());
     let deadline = tokio::time::Instant::now() + wait;
-    while !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
+    while !job.status.is_final() {
         match tokio::time::timeout_at(deadline, changes.recv()).await {
             Err(_) => break,
             Ok(Ok(changed)) if changed != job.id => continue,
@@ -85,7 +85,7 @@ async fn status(
             Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => job = find(&state, &id).await?,
             Ok(Err(RecvError::Closed)) => break,
         }
-        if (job.status.clone(), job.current_step.clone()) != seen {
+        if (job.status, job.current_step.clone()) != seen {
             break;
         }
     }
@@ -122,7 +122,11 @@ async fn cancel(
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
         CancelOutcome::Canceled => {
             let waited = u64::try_from(crate::store::now_ms() - job.created_at).unwrap_or(0);
-            crate::telemetry::job_finished(&job.kind, "canceled", Duration::from_millis(waited));
+            crate::telemetry::job_finished(
+                &job.kind,
+                JobStatus::Canceled,
+                Duration::from_millis(waited),
+            );
             accepted_status(&state, &job.id).await
         }
         CancelOutcome::Requested => accepted_status(&state, &job.id).await,
@@ -143,7 +147,7 @@ async fn retry(
     let job = find(&state, &id).await?;
     match state.store.retry(&job.id, &caller.name).await? {
         RetryOutcome::NotFound => Err(not_found(&id)),
-        RetryOutcome::NotRetryable(status) if status == "succeeded" => {
+        RetryOutcome::NotRetryable(status) if status == JobStatus::Succeeded => {
             Err(ApiError::AlreadyFinished { status })
         }
         RetryOutcome::NotRetryable(status) => Err(ApiError::NotFinished { status }),
@@ -186,7 +190,7 @@ async fn job_result(
 ) -> Result<Value, ApiError> {
     extract::query(query, &[])?;
     let job = find(state, id).await?;
-    if !JobStatus::parse(&job.status).is_some_and(JobStatus::is_final) {
+    if !job.status.is_final() {
         return Err(ApiError::NotFinished { status: job.status });
     }
     let steps = state.store.steps(&job.id).await?;

@@ -66,7 +66,7 @@ pub struct FieldErrorBody {
 pub struct JobAccepted {
     pub job_id: String,
     pub kind: String,
-    pub status: String,
+    pub status: crate::domain::JobStatus,
     pub status_url: String,
     pub result_url: String,
 }
@@ -76,8 +76,7 @@ pub struct JobAccepted {
 pub struct JobStatusBody {
     pub job_id: String,
     pub kind: String,
-    /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
-    pub status: String,
+    pub status: crate::domain::JobStatus,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -101,7 +100,7 @@ pub struct JobStatusBody {
 pub struct JobResultBody {
     pub job_id: String,
     pub kind: String,
-    pub overall_status: String,
+    pub overall_status: crate::domain::JobStatus,
     pub summary: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub error: Option<serde_json::Value>,

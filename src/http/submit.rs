@@ -11,7 +11,7 @@ use sha2::Sha256;
 
 use super::middleware::{Caller, RequestId};
 use super::{ApiError, AppState, extract, views};
-use crate::domain::Plan;
+use crate::domain::{JobStatus, Plan};
 use crate::store::{IdempotencySecret, NewJob, Submitted};
 
 /// Who submits a job, and how: taken from the request before its body.
@@ -145,7 +145,7 @@ pub async fn store_job(
             tracing::info!(job.id = %id, job.kind = %job.kind, submitted_by = %job.submitted_by, request_id = %job.request_id, "job accepted");
             let mut response = (
                 StatusCode::ACCEPTED,
-                Json(views::accepted(&id, &job.kind, "queued")),
+                Json(views::accepted(&id, &job.kind, JobStatus::Queued)),
             )
                 .into_response();
             set_location(&mut response, &id);
@@ -154,7 +154,7 @@ pub async fn store_job(
         Submitted::Replayed(id) => {
             let original = state.store.job(&id).await?.ok_or(ApiError::Internal)?;
             let mut response =
-                Json(views::accepted(&id, &original.kind, &original.status)).into_response();
+                Json(views::accepted(&id, &original.kind, original.status)).into_response();
             set_location(&mut response, &id);
             response
                 .headers_mut()

@@ -4,6 +4,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::domain::{self, JobStatus};
 use crate::store::{AttemptRecord, JobRecord, SecretRecord, StepRecord, now_ms};
 
 /// RFC 3339 in UTC with milliseconds and `Z`.
@@ -32,11 +33,11 @@ pub struct Accepted<'a> {
     job_id: &'a str,
     kind: &'a str,
     result_url: String,
-    status: &'a str,
+    status: JobStatus,
     status_url: String,
 }
 
-pub fn accepted<'a>(job_id: &'a str, kind: &'a str, status: &'a str) -> Accepted<'a> {
+pub fn accepted<'a>(job_id: &'a str, kind: &'a str, status: JobStatus) -> Accepted<'a> {
     Accepted {
         job_id,
         kind,
@@ -65,7 +66,7 @@ pub struct JobSummary<'a> {
     request_id: &'a str,
     result_url: String,
     started_at: Option<String>,
-    status: &'a str,
+    status: JobStatus,
     status_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     steps: Option<Vec<StepStatus<'a>>>,
@@ -82,7 +83,7 @@ pub struct StepStatus<'a> {
     finished_at: Option<String>,
     name: &'a str,
     started_at: Option<String>,
-    status: &'a str,
+    status: domain::StepStatus,
 }
 
 /// `GET /jobs/{id}`: the summary with the steps.
@@ -99,7 +100,7 @@ pub fn job_summary(job: &JobRecord) -> Value {
 }
 
 fn summary(job: &JobRecord) -> JobSummary<'_> {
-    let waiting = job.status == "queued" && job.run_at > now_ms();
+    let waiting = job.status == JobStatus::Queued && job.run_at > now_ms();
     JobSummary {
         attempts: job.attempt,
         created_at: rfc3339(job.created_at),
@@ -115,7 +116,7 @@ fn summary(job: &JobRecord) -> JobSummary<'_> {
         request_id: &job.request_id,
         result_url: result_url(&job.id),
         started_at: job.started_at.map(rfc3339),
-        status: &job.status,
+        status: job.status,
         status_url: status_url(&job.id),
         steps: None,
         submitted_by: &job.submitted_by,
@@ -131,7 +132,7 @@ fn step_status(s: &StepRecord) -> StepStatus<'_> {
         finished_at: s.finished_at.map(rfc3339),
         name: &s.name,
         started_at: s.started_at.map(rfc3339),
-        status: &s.status,
+        status: s.status,
     }
 }
 
@@ -230,7 +231,7 @@ fn credentials(
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<Value>(o).ok())
         };
-        s.status == "succeeded"
+        s.status == domain::StepStatus::Succeeded
             && (s.name == "set_password"
                 || (s.name == "create_account" && output().is_some_and(|o| o["created"] == true)))
     });

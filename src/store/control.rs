@@ -2,14 +2,15 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Lease, Result, Store, Write, event, now_ms};
+use super::{Lease, Result, Store, StoreError, Write, event, now_ms};
+use crate::domain::JobStatus;
 
 /// What a cancel request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
     NotFound,
     /// The job had already finished with this status.
-    AlreadyFinished(String),
+    AlreadyFinished(JobStatus),
     /// The job was queued and is now canceled.
     Canceled,
     /// The job is running; its worker will stop it.
@@ -21,7 +22,7 @@ pub enum CancelOutcome {
 pub enum RetryOutcome {
     NotFound,
     /// Only failed or canceled jobs can be retried; this is the job's status.
-    NotRetryable(String),
+    NotRetryable(JobStatus),
     Requeued,
 }
 
@@ -66,7 +67,7 @@ fn requeue(tx: &Connection, job_id: &str, by: &str) -> Result<RetryOutcome> {
     let Some((status, attempt)) = status_and_attempt(tx, job_id)? else {
         return Ok(RetryOutcome::NotFound);
     };
-    if !matches!(status.as_str(), "failed" | "canceled") {
+    if !matches!(status, JobStatus::Failed | JobStatus::Canceled) {
         return Ok(RetryOutcome::NotRetryable(status));
     }
     tx.prepare_cached(
@@ -97,11 +98,17 @@ fn requeue(tx: &Connection, job_id: &str, by: &str) -> Result<RetryOutcome> {
 }
 
 /// The job's status and claim counter, read inside the caller's write transaction.
-fn status_and_attempt(tx: &Connection, job_id: &str) -> Result<Option<(String, i64)>> {
-    Ok(tx
+fn status_and_attempt(tx: &Connection, job_id: &str) -> Result<Option<(JobStatus, i64)>> {
+    let row: Option<(String, i64)> = tx
         .prepare_cached("SELECT status, attempt FROM jobs WHERE id = ?")?
         .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        .optional()?;
+    row.map(|(status, attempt)| {
+        JobStatus::parse(&status)
+            .map(|s| (s, attempt))
+            .ok_or_else(|| StoreError::Corrupt(format!("the status of job {job_id} is {status:?}")))
+    })
+    .transpose()
 }
 
 fn cancel(tx: &Connection, job_id: &str, by: &str) -> Result<CancelOutcome> {
@@ -110,8 +117,8 @@ fn cancel(tx: &Connection, job_id: &str, by: &str) -> Result<CancelOutcome> {
     };
     let now = now_ms();
     let by = format!("by {by}");
-    match status.as_str() {
-        "queued" => {
+    match status {
+        JobStatus::Queued => {
             event(
                 tx,
                 job_id,
@@ -137,7 +144,7 @@ fn cancel(tx: &Connection, job_id: &str, by: &str) -> Result<CancelOutcome> {
             event(tx, job_id, "finished", Some(attempt), None, finished)?;
             Ok(CancelOutcome::Canceled)
         }
-        "running" => {
+        JobStatus::Running => {
             tx.prepare_cached("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")?
                 .execute(params![now, job_id])?;
             event(
@@ -150,6 +157,8 @@ fn cancel(tx: &Connection, job_id: &str, by: &str) -> Result<CancelOutcome> {
             )?;
             Ok(CancelOutcome::Requested)
         }
-        _ => Ok(CancelOutcome::AlreadyFinished(status)),
+        JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled => {
+            Ok(CancelOutcome::AlreadyFinished(status))
+        }
     }
 }

@@ -1,20 +1,21 @@
 //! Audit reads: the job list (filters, newest first, keyset cursor) and a job's full history.
 //!
 //! The list query is built from the filters that are set, so that SQLite can use the index of
-//! the filter (see `migrations/0003_history_indexes.sql`); `(? IS NULL OR col = ?)` terms would
+//! the filter (see `migrations/sqlite/0003_history_indexes.sql`); `(? IS NULL OR col = ?)` terms would
 //! defeat them. `plan_tests` runs `EXPLAIN QUERY PLAN` on exactly the text built here.
 
 use sqlx::Arguments;
 use sqlx::sqlite::SqliteArguments;
 
-use super::model::EVENT_COLUMNS;
 use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS, JOB_SQL};
+use super::rows::{self, AttemptRow, EVENT_COLUMNS, EventRow, JobRow};
 use super::{AttemptRecord, EventRecord, JobRecord, Result, Store, StoreError};
+use crate::domain::JobStatus;
 
 /// Filters of the job list; `None` means "any". Values are compared exactly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub kind: Option<String>,
     pub username: Option<String>,
     pub namespace: Option<String>,
@@ -67,8 +68,9 @@ pub(super) fn list_query(
 ) -> (String, Vec<Arg>) {
     let mut terms: Vec<&str> = Vec::new();
     let mut args = Vec::new();
+    let status = filter.status.map(|s| s.as_str().to_string());
     let equal = [
-        ("status = ?", &filter.status),
+        ("status = ?", &status),
         ("kind = ?", &filter.kind),
         ("username = ?", &filter.username),
         ("namespace = ?", &filter.namespace),
@@ -132,7 +134,7 @@ pub(super) fn arguments(args: &[Arg]) -> Result<SqliteArguments<'static>> {
             Arg::Int(i) => out.add(*i),
             Arg::Text(s) => out.add(s.clone()),
         }
-        .map_err(|e| StoreError::Db(sqlx::Error::Encode(e)))?;
+        .map_err(StoreError::Unavailable)?;
     }
     Ok(out)
 }
@@ -147,9 +149,10 @@ impl Store {
         limit: u32,
     ) -> Result<JobPage> {
         let (sql, args) = list_query(filter, after, limit);
-        let mut jobs: Vec<JobRecord> = sqlx::query_as_with(&sql, arguments(&args)?)
+        let rows: Vec<JobRow> = sqlx::query_as_with(&sql, arguments(&args)?)
             .fetch_all(&self.pool)
             .await?;
+        let mut jobs = rows::records(rows, JobRow::record)?;
         let more = jobs.len() > limit as usize;
         jobs.truncate(limit as usize);
         let next = match jobs.last() {
@@ -166,7 +169,7 @@ impl Store {
     /// other); `None` for an unknown id.
     pub async fn history(&self, job_id: &str) -> Result<Option<History>> {
         let mut tx = self.pool.begin().await?;
-        let job: Option<JobRecord> = sqlx::query_as(&JOB_SQL)
+        let job: Option<JobRow> = sqlx::query_as(&JOB_SQL)
             .bind(job_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -183,9 +186,9 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(Some(History {
-            job,
-            events,
-            attempts,
+            job: job.record()?,
+            events: rows::records(events, EventRow::record)?,
+            attempts: rows::records(attempts, AttemptRow::record)?,
         }))
     }
 }

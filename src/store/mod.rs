@@ -1,16 +1,37 @@
-//! All SQL of the service: the SQLite database, its migrations, and small documented functions
-//! for jobs, steps, attempts, events, leases and secrets.
+//! The store: every read and write of the service's durable state, behind one facade
+//! ([`Store`]) with backend-neutral records ([`JobRecord`], ...), states
+//! ([`crate::domain::JobStatus`], ...) and errors ([`StoreError`]). SQL lives here and nowhere
+//! else.
+//!
+//! # What a backend guarantees
+//!
+//! - **Durable before acknowledged**: a write's future resolves only after its transaction
+//!   committed durably; a submit is answered 202 only then.
+//! - **Fencing**: every worker write about a job runs in a transaction whose first statement
+//!   touches the job row only if the writer still holds the lease of that claim (`lease_owner`
+//!   and `attempt`); a worker that lost its lease writes nothing.
+//! - **Exclusive claims**: a job is held by at most one lease at a time; a lease that expired
+//!   may be taken over, a live one never.
+//! - **Lock semantics**: resource locks (`everest-accounts`, `namespace:<ns>`, ...) are exclusive
+//!   across every process sharing the database, are taken together with the attempt that needs
+//!   them (all or none), and expire with a lease so that a dead holder's locks free themselves.
+//! - **Change notifications**: after a commit that changes a job's status or current step, the
+//!   job's id reaches [`Store::subscribe`]; a write that releases locks wakes
+//!   [`Store::locks_released`]. A receiver that lagged re-reads what it watches.
+//! - **States parsed once**: a stored value that no state spells is [`StoreError::Corrupt`];
+//!   "the database cannot answer now" is [`StoreError::Unavailable`] (the API answers 503).
+//!
+//! # SQLite
 //!
 //! Every write runs on the one writer thread (`writer`), which commits what is queued together
-//! (group commit); a caller gets its answer after the commit. Reads use read-only connections:
-//! the sqlx pool, or for the status poll a connection used inline (`readers`).
-//!
-//! Every worker write about a job is *fenced*: it runs in a transaction whose first statement
-//! touches the job row only if the writer still holds the lease of that claim
-//! (`lease_owner` and `attempt`). A worker that lost its lease therefore writes nothing.
+//! (group commit, `synchronous = FULL`); a caller gets its answer after the commit. Reads use
+//! read-only connections: the sqlx pool, or for the status poll a connection used inline
+//! (`readers`). Leases and locks live in the database file, held by the one process that has
+//! the file open (its instance lock); change notifications are in-process.
 
 mod audit;
 mod control;
+mod error;
 mod history;
 mod lease;
 mod locks;
@@ -19,6 +40,7 @@ pub mod postgres;
 mod prune;
 mod read;
 mod readers;
+mod rows;
 mod run;
 mod secrets;
 mod submit;
@@ -36,6 +58,7 @@ use sqlx::{ConnectOptions, SqlitePool};
 use writer::{Write, Writer};
 
 pub use control::{CancelOutcome, RetryOutcome};
+pub use error::{Cause, Result, StoreError};
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{
@@ -45,33 +68,6 @@ pub use model::{
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
 pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
-
-/// A store error. Callers treat it as "the database is unavailable right now".
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The transaction this write was committed with failed.
-    #[error("database error: {0}")]
-    Commit(std::sync::Arc<rusqlite::Error>),
-    #[error("the database is closed")]
-    Closed,
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot start the database writer: {0}")]
-    Thread(std::io::Error),
-    #[error("cannot prepare the database folder {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -134,7 +130,9 @@ impl Store {
             .connect()
             .await?;
         restrict_permissions(path);
-        sqlx::migrate!("./migrations").run_direct(&mut conn).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run_direct(&mut conn)
+            .await?;
         let idempotency_secret = secrets::idempotency_secret(&mut conn).await?;
         // Nothing else has the file open yet: whatever a previous process (or a migration) left
         // in the WAL, erased secrets included, goes now.

@@ -1,8 +1,8 @@
-//! Rows as the store returns them, and the shape of a new job.
-
-use sqlx::FromRow;
+//! Records as the store returns them, and the shape of a new job. Backend-neutral: states are
+//! parsed once, where rows are read (see `rows`).
 
 use super::Lease;
+use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
 /// A job to insert: everything validation produced, plus who asked.
 #[derive(Debug, Clone)]
@@ -22,12 +22,12 @@ pub struct NewJob {
     pub secret: Option<(String, bool)>,
 }
 
-/// One row of `jobs`.
-#[derive(Debug, Clone, FromRow)]
+/// A job.
+#[derive(Debug, Clone)]
 pub struct JobRecord {
     pub id: String,
     pub kind: String,
-    pub status: String,
+    pub status: JobStatus,
     pub inputs: String,
     pub username: Option<String>,
     pub namespace: Option<String>,
@@ -46,12 +46,12 @@ pub struct JobRecord {
     pub current_step: Option<String>,
 }
 
-/// One row of `job_steps`.
-#[derive(Debug, Clone, FromRow)]
+/// One step of a job.
+#[derive(Debug, Clone)]
 pub struct StepRecord {
     pub position: i64,
     pub name: String,
-    pub status: String,
+    pub status: StepStatus,
     pub attempts: i64,
     pub failures: i64,
     pub started_at: Option<i64>,
@@ -60,8 +60,8 @@ pub struct StepRecord {
     pub output: Option<String>,
 }
 
-/// One row of `step_attempts`.
-#[derive(Debug, Clone, FromRow)]
+/// One attempt of a step.
+#[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub id: i64,
     pub position: i64,
@@ -71,8 +71,8 @@ pub struct AttemptRecord {
     pub worker: String,
     pub command: Option<String>,
     pub stdin_preview: Option<String>,
-    pub outcome: Option<String>,
-    pub error_kind: Option<String>,
+    pub outcome: AttemptOutcome,
+    pub error_kind: Option<ErrorKind>,
     pub exit_code: Option<i64>,
     pub stdout: String,
     pub stderr: String,
@@ -81,11 +81,10 @@ pub struct AttemptRecord {
     pub duration_ms: Option<i64>,
 }
 
-/// One row of `job_events`.
-#[derive(Debug, Clone, FromRow)]
+/// One audit event of a job.
+#[derive(Debug, Clone)]
 pub struct EventRecord {
     pub at: i64,
-    #[sqlx(rename = "type")]
     pub kind: String,
     pub attempt: Option<i64>,
     pub worker: Option<String>,
@@ -96,11 +95,8 @@ pub struct EventRecord {
     pub delay_ms: Option<i64>,
 }
 
-/// The columns of `EventRecord`, in `job_events`.
-pub(super) const EVENT_COLUMNS: &str = "at, type, attempt, worker, detail, retry_at, delay_ms";
-
 /// The secret of a job.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct SecretRecord {
     pub password: Option<String>,
     pub generated: bool,

@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use super::rows::{self, AttemptRow, EventRow, JobRow, SecretRow, StepRow};
 use super::{
     AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms,
 };
@@ -23,10 +24,12 @@ pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attem
 impl Store {
     /// The job with this id, if any.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        Ok(sqlx::query_as(&JOB_SQL)
+        sqlx::query_as::<_, JobRow>(&JOB_SQL)
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?
+            .map(JobRow::record)
+            .transpose()
     }
 
     /// The job with this id and its steps in order (the status poll), read in one transaction
@@ -43,50 +46,55 @@ impl Store {
 
     /// The steps of a job, in order.
     pub async fn steps(&self, job_id: &str) -> Result<Vec<StepRecord>> {
-        Ok(sqlx::query_as(&STEPS_SQL)
+        let rows = sqlx::query_as(&STEPS_SQL)
             .bind(job_id)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        rows::records(rows, StepRow::record)
     }
 
     /// Every attempt of every step of a job, oldest first.
     pub async fn attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
-        Ok(sqlx::query_as(&format!(
+        let rows = sqlx::query_as(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM step_attempts WHERE job_id = ? ORDER BY id"
         ))
         .bind(job_id)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows::records(rows, AttemptRow::record)
     }
 
     /// The last attempt of each step of a job.
     pub async fn last_attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
-        Ok(sqlx::query_as(&format!(
+        let rows = sqlx::query_as(&format!(
             "SELECT {ATTEMPT_COLUMNS} FROM step_attempts WHERE id IN
                (SELECT MAX(id) FROM step_attempts WHERE job_id = ? GROUP BY position)
              ORDER BY position"
         ))
         .bind(job_id)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows::records(rows, AttemptRow::record)
     }
 
     /// The audit events of a job, oldest first.
     pub async fn events(&self, job_id: &str) -> Result<Vec<EventRecord>> {
-        Ok(sqlx::query_as(&super::history::events_sql())
+        let rows = sqlx::query_as(&super::history::events_sql())
             .bind(job_id)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        rows::records(rows, EventRow::record)
     }
 
     /// The job's secret; the password is `None` once expired, even before the purge ran.
     pub async fn secret(&self, job_id: &str) -> Result<Option<SecretRecord>> {
-        let secret: Option<SecretRecord> = sqlx::query_as(
+        let secret: Option<SecretRow> = sqlx::query_as(
             "SELECT password, generated, expires_at FROM job_secrets WHERE job_id = ?",
         )
         .bind(job_id)
         .fetch_optional(&self.pool)
         .await?;
+        let secret = secret.map(SecretRow::record).transpose()?;
         Ok(secret.map(|mut s| {
             if s.expires_at.is_some_and(|e| e <= now_ms()) {
                 s.password = None;
@@ -138,54 +146,17 @@ pub(super) fn read_job_with_steps(
     use rusqlite::OptionalExtension;
     let job = conn
         .prepare_cached(&JOB_SQL)?
-        .query_row([id], job_from_row)
+        .query_row([id], JobRow::from_sqlite)
         .optional()?;
     let Some(job) = job else {
         return Ok(None);
     };
     let steps = conn
         .prepare_cached(&STEPS_SQL)?
-        .query_map([id], step_from_row)?
+        .query_map([id], StepRow::from_sqlite)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Some((job, steps)))
-}
-
-/// A `jobs` row read with `JOB_COLUMNS`.
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
-    Ok(JobRecord {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        status: r.get(2)?,
-        inputs: r.get(3)?,
-        username: r.get(4)?,
-        namespace: r.get(5)?,
-        summary: r.get(6)?,
-        error: r.get(7)?,
-        submitted_by: r.get(8)?,
-        request_id: r.get(9)?,
-        created_at: r.get(10)?,
-        started_at: r.get(11)?,
-        finished_at: r.get(12)?,
-        updated_at: r.get(13)?,
-        attempt: r.get(14)?,
-        run_at: r.get(15)?,
-        lease_owner: r.get(16)?,
-        cancel_requested: r.get(17)?,
-        current_step: r.get(18)?,
-    })
-}
-
-/// A `job_steps` row read with `STEP_COLUMNS`.
-fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
-    Ok(StepRecord {
-        position: r.get(0)?,
-        name: r.get(1)?,
-        status: r.get(2)?,
-        attempts: r.get(3)?,
-        failures: r.get(4)?,
-        started_at: r.get(5)?,
-        finished_at: r.get(6)?,
-        exit_code: r.get(7)?,
-        output: r.get(8)?,
-    })
+    Ok(Some((
+        job.record()?,
+        rows::records(steps, StepRow::record)?,
+    )))
 }

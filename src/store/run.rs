@@ -6,14 +6,15 @@ use rusqlite::{Connection, params};
 
 use super::locks::take_locks;
 use super::{Lease, Result, Store, Write, event, ms, now_ms};
+use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
-    /// `succeeded`, `failed`, `timed_out`, `interrupted` or `canceled`.
-    pub outcome: &'static str,
-    /// `transient`, `permanent`, `not_found`, ... for failures.
-    pub error_kind: Option<String>,
+    /// Any outcome but `Running`.
+    pub outcome: AttemptOutcome,
+    /// For failures.
+    pub error_kind: Option<ErrorKind>,
     pub exit_code: Option<i64>,
     pub stdout: String,
     pub stderr: String,
@@ -446,8 +447,9 @@ fn end_attempt(
         )?
         .query_row(
             params![
-                attempt.outcome,
-                attempt.error_kind,
+                // An attempt still running has no outcome yet.
+                (attempt.outcome != AttemptOutcome::Running).then(|| attempt.outcome.as_str()),
+                attempt.error_kind.as_ref().map(ErrorKind::as_str),
                 attempt.exit_code,
                 attempt.stdout,
                 attempt.stderr,
@@ -459,24 +461,25 @@ fn end_attempt(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
     let (status, output, counted) = match step {
-        StepEnd::Succeeded { output } => ("succeeded", output.as_deref(), false),
-        StepEnd::Pending { counted } => ("pending", None, *counted),
-        StepEnd::Failed => ("failed", None, true),
-        StepEnd::Canceled => ("canceled", None, false),
+        StepEnd::Succeeded { output } => (StepStatus::Succeeded, output.as_deref(), false),
+        StepEnd::Pending { counted } => (StepStatus::Pending, None, *counted),
+        StepEnd::Failed => (StepStatus::Failed, None, true),
+        StepEnd::Canceled => (StepStatus::Canceled, None, false),
     };
     tx.prepare_cached(
         "UPDATE job_steps SET status = ?1, exit_code = ?2, output = COALESCE(?3, output),
-                failures = failures + ?4, finished_at = CASE WHEN ?1 IN ('succeeded', 'failed', 'canceled') THEN ?5 END
+                failures = failures + ?4, finished_at = CASE WHEN ?8 THEN ?5 END
          WHERE job_id = ?6 AND position = ?7",
     )?
     .execute(params![
-        status,
+        status.as_str(),
         attempt.exit_code,
         output,
         i64::from(counted),
         now,
         lease.job_id,
-        position
+        position,
+        status.is_final()
     ])?;
     let detail = step_finished_detail(&name, step_attempt, attempt);
     event(
@@ -553,30 +556,32 @@ fn end_job(tx: &Connection, lease: &Lease, end: &JobEnd, ttl: Duration) -> Resul
         | JobEnd::Failed { summary, .. }
         | JobEnd::Canceled { summary } => {
             let (status, error, rest) = match end {
-                JobEnd::Failed { error, .. } => ("failed", Some(error.as_str()), "skipped"),
-                JobEnd::Canceled { .. } => ("canceled", None, "canceled"),
-                _ => ("succeeded", None, "skipped"),
+                JobEnd::Failed { error, .. } => {
+                    (JobStatus::Failed, Some(error.as_str()), StepStatus::Skipped)
+                }
+                JobEnd::Canceled { .. } => (JobStatus::Canceled, None, StepStatus::Canceled),
+                _ => (JobStatus::Succeeded, None, StepStatus::Skipped),
             };
             tx.prepare_cached(
                 "UPDATE jobs SET status = ?, summary = ?, error = ?, finished_at = ?, current_step = NULL,
                         lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = ?",
             )?
-            .execute(params![status, summary, error, now, id])?;
+            .execute(params![status.as_str(), summary, error, now, id])?;
             tx.prepare_cached(
                 "UPDATE job_steps SET status = ? WHERE job_id = ? AND status = 'pending'",
             )?
-            .execute(params![rest, id])?;
+            .execute(params![rest.as_str(), id])?;
             // A password the client chose is not needed once the job succeeded; a generated one
             // stays retrievable for the TTL.
             tx.prepare_cached(
                 "UPDATE job_secrets SET expires_at = ?,
-                        password = CASE WHEN ? = 'succeeded' AND generated = 0 THEN NULL ELSE password END
+                        password = CASE WHEN ? AND generated = 0 THEN NULL ELSE password END
                  WHERE job_id = ?",
             )?
-            .execute(params![now + ms(ttl), status, id])?;
+            .execute(params![now + ms(ttl), status == JobStatus::Succeeded, id])?;
             super::lease::delete_locks(tx, id)?;
-            if status == "canceled" {
+            if status == JobStatus::Canceled {
                 event(tx, id, "canceled", attempt, owner, Some(summary))?;
             }
             event(

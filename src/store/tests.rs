@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -27,7 +28,7 @@ fn job(id: &str, key: Option<(&str, &str)>) -> NewJob {
 
 fn ok_attempt() -> AttemptEnd {
     AttemptEnd {
-        outcome: "succeeded",
+        outcome: AttemptOutcome::Succeeded,
         error_kind: None,
         exit_code: Some(0),
         stdout: "ok".into(),
@@ -76,7 +77,7 @@ async fn submit_and_idempotency() {
     );
     assert!(s.job("j2").await.unwrap().is_none());
     let j = s.job("j1").await.unwrap().unwrap();
-    assert_eq!(j.status, "queued");
+    assert_eq!(j.status, JobStatus::Queued);
     assert_eq!(s.steps("j1").await.unwrap().len(), 2);
     assert_eq!(s.events("j1").await.unwrap()[0].kind, "submitted");
 }
@@ -157,8 +158,8 @@ async fn claim_run_and_finish_with_fencing() {
     );
     let j = s.job("j1").await.unwrap().unwrap();
     assert_eq!(
-        (j.status.as_str(), j.summary.as_deref()),
-        ("succeeded", Some("done"))
+        (j.status, j.summary.as_deref()),
+        (JobStatus::Succeeded, Some("done"))
     );
     assert_same_view(&s, "j1").await;
     assert!(
@@ -169,7 +170,7 @@ async fn claim_run_and_finish_with_fencing() {
     assert!(
         steps
             .iter()
-            .all(|st| st.status == "succeeded" && st.attempts == 1)
+            .all(|st| st.status == StepStatus::Succeeded && st.attempts == 1)
     );
     assert_eq!(s.last_attempts("j1").await.unwrap().len(), 2);
     let secret = s.secret("j1").await.unwrap().unwrap();
@@ -212,8 +213,8 @@ async fn expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
         .unwrap()
     );
     let attempts = s.attempts("j1").await.unwrap();
-    assert_eq!(attempts[0].outcome.as_deref(), Some("interrupted"));
-    assert_eq!(s.steps("j1").await.unwrap()[0].status, "pending");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Interrupted);
+    assert_eq!(s.steps("j1").await.unwrap()[0].status, StepStatus::Pending);
     let kinds: Vec<_> = s
         .events("j1")
         .await
@@ -257,17 +258,15 @@ async fn startup_recovery_requeues_this_hosts_jobs_only() {
     assert_eq!(rec[0].job_id, c1.lease.job_id);
     assert_eq!(
         s.job(&c1.lease.job_id).await.unwrap().unwrap().status,
-        "queued"
+        JobStatus::Queued
     );
     assert_eq!(
         s.job(&c2.lease.job_id).await.unwrap().unwrap().status,
-        "running"
+        JobStatus::Running
     );
     assert_eq!(
-        s.attempts(&c1.lease.job_id).await.unwrap()[0]
-            .outcome
-            .as_deref(),
-        Some("interrupted")
+        s.attempts(&c1.lease.job_id).await.unwrap()[0].outcome,
+        AttemptOutcome::Interrupted
     );
     let again = s
         .claim("hostA:2:y", Duration::from_secs(30))
@@ -292,8 +291,8 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
         .unwrap()
         .unwrap();
     let failed = AttemptEnd {
-        outcome: "failed",
-        error_kind: Some("transient".into()),
+        outcome: AttemptOutcome::Failed,
+        error_kind: Some(ErrorKind::Transient),
         exit_code: Some(1),
         ..ok_attempt()
     };
@@ -314,7 +313,7 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
         .unwrap()
     );
     let j = s.job("j1").await.unwrap().unwrap();
-    assert_eq!(j.status, "queued");
+    assert_eq!(j.status, JobStatus::Queued);
     assert!(j.run_at > now_ms() + 50_000);
     assert!(
         s.claim("w", Duration::from_secs(30))
@@ -459,7 +458,7 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     );
     let attempts = s.attempts(&a.lease.job_id).await.unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
     let free_holder: Option<String> =
         sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = 'free'")
             .fetch_optional(&s.pool)
@@ -481,8 +480,8 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     };
     let steps = s.steps(&b.lease.job_id).await.unwrap();
     assert_eq!(
-        (steps[0].status.as_str(), steps[1].status.as_str()),
-        ("succeeded", "running")
+        (steps[0].status, steps[1].status),
+        (StepStatus::Succeeded, StepStatus::Running)
     );
     let finished = s
         .finish_attempt_then(
@@ -501,7 +500,7 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     assert_eq!(finished, Finished::Ended);
     assert_eq!(
         s.job(&b.lease.job_id).await.unwrap().unwrap().status,
-        "succeeded"
+        JobStatus::Succeeded
     );
     // A next step that runs nothing is recorded whole with the end of the previous one, and
     // here ends the job.
@@ -531,15 +530,15 @@ async fn an_attempt_end_carries_the_next_start_or_record() {
     assert_eq!(finished, Finished::Recorded);
     let job_c = s.job(&c.lease.job_id).await.unwrap().unwrap();
     assert_eq!(
-        (job_c.status.as_str(), job_c.summary.as_deref()),
-        ("succeeded", Some("all done"))
+        (job_c.status, job_c.summary.as_deref()),
+        (JobStatus::Succeeded, Some("all done"))
     );
     let attempts = s.attempts(&c.lease.job_id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     assert!(
         attempts
             .iter()
-            .all(|at| at.outcome.as_deref() == Some("succeeded"))
+            .all(|at| at.outcome == AttemptOutcome::Succeeded)
     );
 }
 
@@ -602,4 +601,33 @@ async fn a_recorded_command_is_handed_to_whoever_takes_its_job_over() {
     assert_eq!(taken.left_running, [expected("j1", 4343, 888)]);
     // A lost lease records nothing.
     assert!(!s.record_command(&c1.lease, a1, 1, 1).await.unwrap());
+}
+
+/// Applied migrations keep their versions and checksums whatever folder they are embedded from:
+/// sqlx refuses to open a database whose recorded checksum differs from the embedded one. These
+/// are the checksums (SHA-384 of the file) that databases made by earlier versions hold.
+#[tokio::test]
+async fn applied_migrations_keep_their_versions_and_checksums() {
+    let (s, _d) = store().await;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, hex(checksum) FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    let earlier = [
+        "21A0B71A909B37FCDF7C8EB290A97C74D3CF487B92771B8182776DDC847AD8B3C50517893A992C691EB595F36F1E17BD",
+        "9296F80948F6015C2F0F327702A770D8EAA10BF7EFF552304CC0389A2BAB203A92EC63AA536265C351AD04F6D6C8B8B3",
+        "80A0DEB8B486BE428176EE4F5A08D20645133F47215A69BFC9374164EA74C7896C7F0426AD7A0ADB99E3DAB7BCE6B900",
+        "8604FEA39DFF511C67C7C250A97E0ECC50F1F719E59D79A9751C7EB83540324404AD330999B9D45FD982EDAB98BDCA08",
+        "D93EC750877F2F977AF0264812FBF86758D92D97CFD5DFB48CA985F80E26E8310E59B69C6AC69B3F5031FAA08E72A983",
+        "23E787E3AC43E8BA95BDF23B8D1DBCD9D5102FE916B0DBC9F761B3FE3AF42620BE139D688D51703EAE25BE020138AEEC",
+    ];
+    for (n, checksum) in earlier.iter().enumerate() {
+        let version = i64::try_from(n).unwrap() + 1;
+        assert_eq!(
+            applied.get(n),
+            Some(&(version, checksum.to_string())),
+            "migration {version}"
+        );
+    }
 }

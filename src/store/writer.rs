@@ -125,7 +125,7 @@ impl Writer {
                     answer: Box::new(move |committed| {
                         let _ = done.send(Err(committed
                             .err()
-                            .map_or(StoreError::Closed, StoreError::Commit)));
+                            .map_or(StoreError::Closed, StoreError::unavailable)));
                     }),
                 };
             };
@@ -140,7 +140,7 @@ impl Writer {
                     let result = match (committed, value) {
                         (_, Err(e)) => Err(e),
                         (Ok(()), Ok(v)) => Ok(v),
-                        (Err(e), Ok(_)) => Err(StoreError::Commit(e)),
+                        (Err(e), Ok(_)) => Err(StoreError::unavailable(e)),
                     };
                     // The caller may have gone away (a dropped request); the write stands.
                     let _ = done.send(result);

@@ -12,7 +12,7 @@ use super::outcome::{end, failed_end, failed_without_command, succeeded_without_
 use super::procedure::{self, AttemptRef, Cli};
 use super::verdict::{Verdict, judge, spawn_failure};
 use super::watch::{Stop, StopReason, watch};
-use crate::domain::{JobError, JobInput, StepName};
+use crate::domain::{JobError, JobInput, StepName, StepStatus};
 use crate::everest::classify::is_unknown_flag;
 use crate::exec::{ExecError, ExecOutput, Termination, redact, withhold};
 use crate::plan::{self, Action, Confirm, Flavor, PlanError};
@@ -122,7 +122,7 @@ async fn drive(shared: Arc<Shared>, claimed: Claimed, stop: Stop) -> Result<(), 
         done: claimed
             .steps
             .iter()
-            .map(|s| matches!(s.status.as_str(), "succeeded" | "skipped"))
+            .map(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped))
             .collect(),
     };
     tracing::info!(job.id = %run.lease.job_id, job.attempt = run.lease.attempt, "job claimed");

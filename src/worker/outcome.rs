@@ -6,12 +6,12 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::Shared;
-use crate::domain::JobError;
+use crate::domain::{AttemptOutcome, JobError, JobStatus};
 use crate::store::{AttemptEnd, JobEnd, Lease, StoreError};
 
 pub(super) fn succeeded_without_command() -> AttemptEnd {
     AttemptEnd {
-        outcome: "succeeded",
+        outcome: AttemptOutcome::Succeeded,
         error_kind: None,
         exit_code: None,
         stdout: String::new(),
@@ -22,7 +22,7 @@ pub(super) fn succeeded_without_command() -> AttemptEnd {
 
 pub(super) fn failed_without_command(detail: &str) -> AttemptEnd {
     AttemptEnd {
-        outcome: "failed",
+        outcome: AttemptOutcome::Failed,
         error_kind: None,
         exit_code: None,
         stdout: String::new(),
@@ -42,9 +42,9 @@ pub(super) fn failed_end(error: &JobError) -> JobEnd {
 /// Counts a job that reached a final status.
 pub(super) fn record_finish(kind: &str, created_at: i64, job_end: &JobEnd) {
     let status = match job_end {
-        JobEnd::Succeeded { .. } => "succeeded",
-        JobEnd::Failed { .. } => "failed",
-        JobEnd::Canceled { .. } => "canceled",
+        JobEnd::Succeeded { .. } => JobStatus::Succeeded,
+        JobEnd::Failed { .. } => JobStatus::Failed,
+        JobEnd::Canceled { .. } => JobStatus::Canceled,
         JobEnd::Continue | JobEnd::Retry { .. } | JobEnd::Requeue { .. } => return,
     };
     let elapsed = u64::try_from(crate::store::now_ms() - created_at).unwrap_or(0);

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::StepName;
+use crate::domain::{AttemptOutcome, ErrorKind, StepName};
 use crate::everest::{self, Expect, Retry, classify};
 use crate::exec::{ExecError, ExecOutput, Termination, withhold};
 use crate::plan::Confirm;
@@ -29,12 +29,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// The attempt outcome recorded in the history.
-    pub fn outcome(&self, termination: Termination) -> &'static str {
+    pub fn outcome(&self, termination: Termination) -> AttemptOutcome {
         match (self, termination) {
-            (Verdict::Interrupted, _) => "interrupted",
-            (_, Termination::TimedOut) => "timed_out",
-            (Verdict::Succeeded { .. }, _) => "succeeded",
-            _ => "failed",
+            (Verdict::Interrupted, _) => AttemptOutcome::Interrupted,
+            (_, Termination::TimedOut) => AttemptOutcome::TimedOut,
+            (Verdict::Succeeded { .. }, _) => AttemptOutcome::Succeeded,
+            _ => AttemptOutcome::Failed,
         }
     }
 
@@ -55,10 +55,10 @@ impl Verdict {
         }
     }
 
-    pub fn error_kind(&self) -> Option<String> {
+    pub fn error_kind(&self) -> Option<ErrorKind> {
         match self {
-            Verdict::Transient { .. } => Some("transient".into()),
-            Verdict::Permanent { kind, .. } => Some(format!("permanent:{kind}")),
+            Verdict::Transient { .. } => Some(ErrorKind::Transient),
+            Verdict::Permanent { kind, .. } => Some(ErrorKind::Permanent((*kind).into())),
             _ => None,
         }
     }
@@ -325,7 +325,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(v.outcome(Termination::TimedOut), "timed_out");
+        assert_eq!(v.outcome(Termination::TimedOut), AttemptOutcome::TimedOut);
         assert_eq!(
             judge(
                 CREATE,

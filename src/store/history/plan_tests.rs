@@ -50,7 +50,7 @@ async fn every_list_filter_reads_one_index_range_in_order() {
         (
             "status",
             JobFilter {
-                status: text("failed"),
+                status: Some(crate::domain::JobStatus::Failed),
                 ..Default::default()
             },
             "jobs_status_created",
@@ -139,7 +139,7 @@ async fn every_list_filter_reads_one_index_range_in_order() {
     }
     // All filters at once still read an index range.
     let all = JobFilter {
-        status: text("failed"),
+        status: Some(crate::domain::JobStatus::Failed),
         kind: text("bootstrap_user"),
         username: text("alice"),
         namespace: text("alice"),

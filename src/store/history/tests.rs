@@ -45,7 +45,7 @@ pub(in crate::store) async fn run_queued(s: &Store, stdout: &str, end: JobEnd) -
         .unwrap()
         .unwrap();
     let attempt = AttemptEnd {
-        outcome: "succeeded",
+        outcome: crate::domain::AttemptOutcome::Succeeded,
         error_kind: None,
         exit_code: Some(0),
         stdout: stdout.into(),
@@ -77,12 +77,11 @@ pub(in crate::store) async fn set(s: &Store, id: &str, set: &str) {
 /// 24 jobs over 4 users, 2 keys and every status, with many ties on `created_at`.
 async fn seeded() -> (Store, tempfile::TempDir, Vec<JobRecord>) {
     let (s, dir) = fresh().await;
-    let statuses = ["queued", "running", "succeeded", "failed", "canceled"];
     for n in 0..24u32 {
         let user = ["alice", "bob_b", "carol", "dave"][n as usize % 4];
         let by = if n % 3 == 0 { "ci" } else { "ops" };
         s.submit(&new_job(&id(n), user, by)).await.unwrap();
-        let status = statuses[n as usize % 5];
+        let status = JobStatus::ALL[n as usize % JobStatus::ALL.len()];
         let kind = if n % 7 == 0 {
             "set_password"
         } else {
@@ -96,17 +95,18 @@ async fn seeded() -> (Store, tempfile::TempDir, Vec<JobRecord>) {
         )
         .await;
     }
-    let all: Vec<JobRecord> = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs"))
+    let rows: Vec<JobRow> = sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs"))
         .fetch_all(&s.pool)
         .await
         .unwrap();
+    let all = rows::records(rows, JobRow::record).unwrap();
     (s, dir, all)
 }
 
 fn matches(f: &JobFilter, j: &JobRecord) -> bool {
     let eq =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    eq(&f.status, Some(&j.status))
+    f.status.is_none_or(|w| w == j.status)
         && eq(&f.kind, Some(&j.kind))
         && eq(&f.username, j.username.as_deref())
         && eq(&f.namespace, j.namespace.as_deref())
@@ -144,7 +144,7 @@ async fn every_filter_and_page_size_agrees_with_a_naive_model() {
     let filters = [
         JobFilter::default(),
         JobFilter {
-            status: text("failed"),
+            status: Some(JobStatus::Failed),
             ..Default::default()
         },
         JobFilter {
@@ -178,7 +178,7 @@ async fn every_filter_and_page_size_agrees_with_a_naive_model() {
             ..Default::default()
         },
         JobFilter {
-            status: text("succeeded"),
+            status: Some(JobStatus::Succeeded),
             submitted_by: text("ops"),
             ..Default::default()
         },
@@ -234,7 +234,7 @@ async fn history_reads_the_job_its_events_and_attempts() {
     };
     run_queued(&s, "out", end).await;
     let h = s.history(&id(1)).await.unwrap().unwrap();
-    assert_eq!(h.job.status, "succeeded");
+    assert_eq!(h.job.status, JobStatus::Succeeded);
     let kinds: Vec<&str> = h.events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
@@ -252,4 +252,70 @@ async fn history_reads_the_job_its_events_and_attempts() {
     );
     assert_eq!(h.attempts.len(), 1);
     assert_eq!(h.attempts[0].stdout, "out");
+}
+
+/// Runs `sql` on the writer, with CHECK constraints off (to store what no state spells).
+async fn raw(s: &Store, sql: &'static str) {
+    s.write(move |conn| {
+        conn.execute_batch("PRAGMA ignore_check_constraints = ON")?;
+        conn.execute_batch(sql)?;
+        conn.execute_batch("PRAGMA ignore_check_constraints = OFF")?;
+        Ok(crate::store::Write::Keep(()))
+    })
+    .await
+    .unwrap();
+}
+
+fn corrupt<T: std::fmt::Debug>(read: Result<T>) -> bool {
+    matches!(read, Err(StoreError::Corrupt(_)))
+}
+
+/// A stored state that no state spells is reported as corrupt by every read, not passed on.
+#[tokio::test]
+async fn a_stored_state_that_no_state_spells_is_corrupt() {
+    let (s, _d) = fresh().await;
+    s.submit(&new_job(&id(1), "alice", "ops")).await.unwrap();
+    let end = JobEnd::Succeeded {
+        summary: "done".into(),
+    };
+    let job = run_queued(&s, "out", end).await;
+    assert!(s.history(&job).await.is_ok());
+
+    raw(&s, "UPDATE step_attempts SET error_kind = 'fatal'").await;
+    assert!(corrupt(s.attempts(&job).await));
+    assert!(corrupt(s.last_attempts(&job).await));
+    assert!(corrupt(s.history(&job).await));
+    raw(
+        &s,
+        "UPDATE step_attempts SET error_kind = NULL, outcome = 'running'",
+    )
+    .await;
+    assert!(corrupt(s.attempts(&job).await));
+    raw(&s, "UPDATE step_attempts SET outcome = 'succeeded'").await;
+    assert!(s.attempts(&job).await.is_ok());
+
+    raw(&s, "UPDATE job_steps SET status = 'done'").await;
+    assert!(corrupt(s.steps(&job).await));
+    assert!(corrupt(s.job_with_steps(&job).await));
+    raw(&s, "UPDATE job_steps SET status = 'succeeded'").await;
+
+    raw(&s, "UPDATE jobs SET status = 'paused'").await;
+    assert!(corrupt(s.job(&job).await));
+    assert!(corrupt(s.job_with_steps(&job).await));
+    assert!(corrupt(s.history(&job).await));
+    assert!(corrupt(s.list_jobs(&JobFilter::default(), None, 10).await));
+    assert!(corrupt(s.request_cancel(&job, "ops").await));
+}
+
+/// A read or a write after `close` says the store is closed, whichever driver serves it.
+#[tokio::test]
+async fn a_closed_store_answers_closed() {
+    let (s, _d) = fresh().await;
+    s.submit(&new_job(&id(1), "alice", "ops")).await.unwrap();
+    s.close().await;
+    assert!(matches!(s.job(&id(1)).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        s.submit(&new_job(&id(2), "bob_b", "ops")).await,
+        Err(StoreError::Closed)
+    ));
 }

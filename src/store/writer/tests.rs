@@ -149,7 +149,7 @@ async fn a_failed_commit_fails_every_operation_of_its_batch_and_keeps_nothing() 
     .await;
     for task in [held, before, orphan, after] {
         let err = task.await.unwrap().unwrap_err();
-        assert!(matches!(err, StoreError::Commit(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
     }
     assert!(values(&s).await.is_empty());

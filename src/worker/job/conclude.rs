@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Attempt, Flow, JobRun, Prepared};
-use crate::domain::JobError;
+use crate::domain::{AttemptOutcome, JobError};
 use crate::exec::withhold;
 use crate::plan::Action;
 use crate::store::{AttemptEnd, AttemptEnding, Finished, JobEnd, StepEnd, StoreError, Then};
@@ -144,7 +144,7 @@ impl JobRun {
     /// Logs and counts an attempt whose end is recorded.
     fn recorded(&self, position: usize, end: &AttemptEnd, job_end: &JobEnd) {
         let step = self.steps[position].as_str();
-        tracing::info!(job.id = %self.lease.job_id, step, outcome = end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
+        tracing::info!(job.id = %self.lease.job_id, step, outcome = %end.outcome, exit_code = end.exit_code, duration_ms = end.duration_ms, "step attempt finished");
         let elapsed = Duration::from_millis(u64::try_from(end.duration_ms).unwrap_or(0));
         crate::telemetry::step_attempt(step, end.outcome, elapsed);
         record_finish(&self.kind, self.created_at, job_end);
@@ -165,7 +165,7 @@ impl JobRun {
         Some(match verdict {
             Verdict::Interrupted => match self.stop.reason() {
                 Some(StopReason::Canceled) => {
-                    end.outcome = "canceled";
+                    end.outcome = AttemptOutcome::Canceled;
                     (
                         StepEnd::Canceled,
                         JobEnd::Canceled {
@@ -174,7 +174,7 @@ impl JobRun {
                     )
                 }
                 Some(StopReason::Shutdown) => {
-                    end.outcome = "interrupted";
+                    end.outcome = AttemptOutcome::Interrupted;
                     let reason = format!(
                         "shutdown: {} was stopped after the grace period",
                         step.as_str()
