@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::http::{self, AppState};
+use crate::store::postgres::PgOptions;
 use crate::store::{Store, WalTruncation};
 use crate::worker::Worker;
 
@@ -45,18 +46,103 @@ pub fn lock_database(db: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// Opens the database (running migrations) under the instance lock.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, File)> {
-    let lock = lock_database(&settings.database_path)?;
-    let store = Store::open(&settings.database_path)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                settings.database_path.display()
-            )
-        })?;
-    Ok((store, lock))
+/// What keeps this process's use of its files exclusive while it runs: the SQLite file's
+/// instance lock, or on PostgreSQL the lock of this process's private folder.
+pub struct Exclusive {
+    _lock: File,
+    /// The folder this process alone writes its temp files in.
+    pub private_dir: PathBuf,
+}
+
+/// Opens the database (running migrations): SQLite under its instance lock, PostgreSQL shared.
+/// Prepares the private temp folder that no other process uses.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, Exclusive)> {
+    match &settings.database {
+        Database::Sqlite { path } => {
+            let lock = lock_database(path)?;
+            let store = Store::open(path)
+                .await
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            // Under the database lock: no other process of this service uses the folder.
+            let private_dir = settings.private_tmp_dir.clone();
+            prepare_private_dir(&private_dir)?;
+            Ok((
+                store,
+                Exclusive {
+                    _lock: lock,
+                    private_dir,
+                },
+            ))
+        }
+        Database::Postgres { url, pool_size } => {
+            // Several replicas may share a host and its PRIVATE_TMP_DIR: each takes a folder of
+            // its own in it (see `private_folder`).
+            let (lock, private_dir) = private_folder(&settings.private_tmp_dir)?;
+            let options = PgOptions {
+                pool_size: *pool_size,
+            };
+            let store = Store::open_postgres(url.expose(), options)
+                .await
+                .context("cannot open the PostgreSQL database")?;
+            Ok((
+                store,
+                Exclusive {
+                    _lock: lock,
+                    private_dir,
+                },
+            ))
+        }
+    }
+}
+
+fn prepare_private_dir(dir: &Path) -> anyhow::Result<()> {
+    crate::worker::prepare_private_dir(dir)
+        .with_context(|| format!("cannot prepare PRIVATE_TMP_DIR {}", dir.display()))
+}
+
+/// Takes a folder of this process's own under `base`: `base/<pid>`, locked by `base/<pid>.lock`
+/// while the process lives. Folders whose lock nobody holds belong to processes that are gone
+/// (their temp files may hold secrets): they are removed first.
+fn private_folder(base: &Path) -> anyhow::Result<(File, PathBuf)> {
+    prepare_dir_only(base)?;
+    for entry in std::fs::read_dir(base)
+        .with_context(|| format!("cannot read PRIVATE_TMP_DIR {}", base.display()))?
+    {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        let Ok(file) = File::options().write(true).open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            let _ = std::fs::remove_dir_all(path.with_extension(""));
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let lock_path = dir.with_extension("lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.try_lock()
+        .map_err(|_| anyhow::anyhow!("{} is held by another process", lock_path.display()))?;
+    prepare_private_dir(&dir)?;
+    Ok((lock, dir))
+}
+
+/// Creates `dir` (mode 0700) without emptying it.
+fn prepare_dir_only(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create PRIVATE_TMP_DIR {}", dir.display()))
 }
 
 /// Runs the service on `listener` until `shutdown` completes, then drains.
@@ -67,15 +153,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Before anything is counted (recovery below counts).
     crate::telemetry::install();
+    let mut settings = settings;
+    let (store, exclusive) = open_store(&settings).await?;
+    // The worker writes its temp files in the folder this process holds.
+    settings.private_tmp_dir = exclusive.private_dir.clone();
     let settings = Arc::new(settings);
-    let (store, _lock) = open_store(&settings).await?;
-    // Under the database lock: no other process of this service uses the folder.
-    crate::worker::prepare_private_dir(&settings.private_tmp_dir).with_context(|| {
-        format!(
-            "cannot prepare PRIVATE_TMP_DIR {}",
-            settings.private_tmp_dir.display()
-        )
-    })?;
     let wake = Arc::new(Notify::new());
     let worker = Worker::new(store.clone(), settings.clone(), wake.clone());
     let recovered = worker

@@ -1,6 +1,6 @@
 //! The `everestctl-api` binary: parses arguments, loads configuration, sets up logging, runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -105,12 +105,8 @@ fn hash_key(name: Option<&str>) -> ExitCode {
 /// next to the database and gives it to every CLI run as `KUBECONFIG` (everestctl has no
 /// in-cluster mode). Runs before the runtime starts, so before any command can be spawned.
 fn in_cluster_kubeconfig(settings: &Settings) -> anyhow::Result<()> {
-    let dir = settings
-        .database_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    match kubeconfig::setup(dir) {
+    let dir = settings.database.state_dir();
+    match kubeconfig::setup(&dir) {
         Ok(kubeconfig::Outcome::Written(path)) => {
             tracing::info!(path = %path.display(), "in a Kubernetes pod without a kubeconfig: \
                 wrote one from the service account; KUBECONFIG is set for everestctl and kubectl");

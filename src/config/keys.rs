@@ -195,8 +195,11 @@ pub fn hint(key: &str) -> &'static str {
         "bind_addr" => "Use an IP address such as 0.0.0.0 or 127.0.0.1",
         "port" => "Use a whole number from 0 to 65535",
         "database_url" => {
-            "Use sqlite://path/to/file.db (relative paths start at the working directory)"
+            "Use sqlite://path/to/file.db (relative paths start at the working directory) or \
+             postgres://user:password@host:5432/db (postgres:///db?host=/run/postgresql for a \
+             unix socket)"
         }
+        "database_pool_size" => "Use a whole number of connections from 1 to 1000",
         "everestctl_bin" | "kubectl_bin" => "Use a binary name found on PATH or a path to it",
         "rbac_mode" => {
             "Use `configmap` or `skip` (checked even while EVEREST_RBAC_APPLY_CMD is set)"

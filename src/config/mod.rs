@@ -48,8 +48,8 @@ pub struct Settings {
     /// The window in which [`Settings::auth_failure_limit`] failures are counted.
     pub auth_failure_window: Duration,
     pub listen: SocketAddr,
-    /// Path of the SQLite database file.
-    pub database_path: PathBuf,
+    /// Which database, and where.
+    pub database: Database,
     pub everestctl_bin: String,
     pub kubectl_bin: String,
     pub subprocess_timeout: Duration,
@@ -151,3 +151,45 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
 
 #[cfg(test)]
 mod tests;
+
+/// The database the service keeps its state in (`DATABASE_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// One file, used by this process alone (the embedded default).
+    Sqlite { path: PathBuf },
+    /// A server shared by every replica; `pool_size` connections per replica.
+    Postgres { url: DatabaseUrl, pool_size: u32 },
+}
+
+impl Database {
+    /// Where the service keeps its own files (the in-cluster kubeconfig, the default
+    /// `PRIVATE_TMP_DIR`): the database's folder for SQLite; for PostgreSQL, which has no
+    /// folder here, `everestctl-api` in the system's temp folder.
+    pub fn state_dir(&self) -> PathBuf {
+        match self {
+            Database::Sqlite { path } => path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf(),
+            Database::Postgres { .. } => std::env::temp_dir().join("everestctl-api"),
+        }
+    }
+}
+
+/// A PostgreSQL URL. It may hold a password: its `Debug` shows only the scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub(crate) String);
+
+impl DatabaseUrl {
+    /// The URL itself, to connect with; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(postgres://********)")
+    }
+}

@@ -2,13 +2,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, ApiKey, Role};
-use super::{ConfigError, LogFormat, RbacMode, Settings};
+use super::{ConfigError, Database, DatabaseUrl, LogFormat, RbacMode, Settings};
 use crate::domain::{NamespacePolicy, Operators};
 
 /// Environment variables read by the service (each is the upper-cased key).
@@ -21,6 +22,7 @@ pub const ENV_KEYS: &[&str] = &[
     "BIND_ADDR",
     "PORT",
     "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
     "EVERESTCTL_BIN",
     "KUBECTL_BIN",
     "SUBPROCESS_TIMEOUT",
@@ -64,6 +66,7 @@ pub struct RawConfig {
     pub bind_addr: String,
     pub port: u16,
     pub database_url: String,
+    pub database_pool_size: u32,
     pub everestctl_bin: String,
     pub kubectl_bin: String,
     pub subprocess_timeout: u64,
@@ -103,6 +106,7 @@ impl Default for RawConfig {
             bind_addr: "0.0.0.0".into(),
             port: 8080,
             database_url: "sqlite://data/everestctl-api.db".into(),
+            database_pool_size: 10,
             everestctl_bin: "everestctl".into(),
             kubectl_bin: "kubectl".into(),
             subprocess_timeout: 60,
@@ -184,8 +188,8 @@ fn seconds(key: &str, value: f64, max: f64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// `PRIVATE_TMP_DIR`, by default `tmp` in the database's folder.
-fn private_tmp_dir(value: &str, database: &std::path::Path) -> Result<PathBuf, ConfigError> {
+/// `PRIVATE_TMP_DIR`, by default `tmp` in the service's state folder (see [`Database::state_dir`]).
+fn private_tmp_dir(value: &str, database: &Database) -> Result<PathBuf, ConfigError> {
     let value = value.trim();
     if !value.is_empty() {
         if value.contains('\0') {
@@ -193,8 +197,7 @@ fn private_tmp_dir(value: &str, database: &std::path::Path) -> Result<PathBuf, C
         }
         return Ok(PathBuf::from(value));
     }
-    let folder = database.parent().unwrap_or(std::path::Path::new(""));
-    Ok(folder.join("tmp"))
+    Ok(database.state_dir().join("tmp"))
 }
 
 impl RawConfig {
@@ -216,7 +219,7 @@ impl RawConfig {
                 "must not be below RETRY_BASE_SECONDS",
             ));
         }
-        let database_path = database_path(&self.database_url)?;
+        let database = database(&self.database_url, self.database_pool_size)?;
         Ok(Settings {
             api_keys: self.api_keys()?,
             auth_failure_limit: range("auth_failure_limit", self.auth_failure_limit, 0, 1_000_000)?,
@@ -227,7 +230,7 @@ impl RawConfig {
                 86_400,
             )?),
             listen: SocketAddr::new(bind, self.port),
-            database_path: database_path.clone(),
+            database: database.clone(),
             everestctl_bin: non_empty("everestctl_bin", &self.everestctl_bin)?,
             kubectl_bin: non_empty("kubectl_bin", &self.kubectl_bin)?,
             subprocess_timeout: Duration::from_secs(range(
@@ -295,7 +298,7 @@ impl RawConfig {
             )?),
             max_connections: range("max_connections", self.max_connections, 0, 1_000_000)?,
             cli_env_passthrough: cli_env_passthrough(self.cli_env_passthrough.as_deref())?,
-            private_tmp_dir: private_tmp_dir(&self.private_tmp_dir, &database_path)?,
+            private_tmp_dir: private_tmp_dir(&self.private_tmp_dir, &database)?,
         })
     }
 
@@ -433,15 +436,33 @@ fn non_empty(key: &str, value: &str) -> Result<String, ConfigError> {
     Ok(value.to_string())
 }
 
-fn database_path(url: &str) -> Result<PathBuf, ConfigError> {
+/// `DATABASE_URL` (with `DATABASE_POOL_SIZE` for PostgreSQL).
+fn database(url: &str, pool_size: u32) -> Result<Database, ConfigError> {
     let url = url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Parsed now so that a malformed URL stops the service at start with its reason. The
+        // error never repeats the URL, which may hold a password.
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+            ConfigError::key(
+                "database_url",
+                format!(
+                    "is not a PostgreSQL URL sqlx accepts: {}",
+                    redact_url_error(&e)
+                ),
+            )
+        })?;
+        return Ok(Database::Postgres {
+            url: DatabaseUrl(url.to_string()),
+            pool_size: range("database_pool_size", pool_size, 1, 1000)?,
+        });
+    }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| {
             ConfigError::key(
                 "database_url",
-                format!("{url:?} is not a sqlite:// URL (only SQLite is supported)"),
+                "is neither a sqlite:// nor a postgres:// URL",
             )
         })?;
     let path = path.split('?').next().unwrap_or_default();
@@ -451,7 +472,26 @@ fn database_path(url: &str) -> Result<PathBuf, ConfigError> {
             "needs a file path; an in-memory database would lose jobs",
         ));
     }
-    Ok(PathBuf::from(path))
+    Ok(Database::Sqlite {
+        path: PathBuf::from(path),
+    })
+}
+
+/// The kind of a URL parse error, without the URL's text.
+fn redact_url_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Configuration(inner) => {
+            let text = inner.to_string();
+            // sqlx's messages name the part that is wrong, not the URL; keep only the first
+            // clause in case a future version quotes it.
+            text.split(':')
+                .next()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string()
+        }
+        _ => "invalid".to_string(),
+    }
 }
 
 /// Parses `CLI_ENV_PASSTHROUGH`: names of environment variables, never the service's own.

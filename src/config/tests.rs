@@ -13,7 +13,12 @@ fn load(toml: &str) -> Result<Settings, ConfigError> {
 fn defaults_with_a_key_are_valid() {
     let s = load("admin_api_key = 'k1-0123456789abcdef'").unwrap();
     assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
-    assert_eq!(s.database_path, PathBuf::from("data/everestctl-api.db"));
+    assert_eq!(
+        s.database,
+        Database::Sqlite {
+            path: PathBuf::from("data/everestctl-api.db")
+        }
+    );
     assert_eq!(s.api_keys.len(), 1);
     assert_eq!(s.api_keys[0].name, "default");
     assert_eq!(s.worker_concurrency, 4);
@@ -75,8 +80,8 @@ fn wrong_types_name_the_key() {
 }
 
 #[test]
-fn database_url_must_be_a_sqlite_file() {
-    let err = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'postgres://x'")
+fn database_url_is_a_sqlite_file_or_a_postgres_url() {
+    let err = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'mysql://x'")
         .unwrap_err()
         .to_string();
     assert!(err.contains("DATABASE_URL"), "{err}");
@@ -88,7 +93,60 @@ fn database_url_must_be_a_sqlite_file() {
         "admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'sqlite:///var/lib/x.db?mode=rwc'",
     )
     .unwrap();
-    assert_eq!(s.database_path, PathBuf::from("/var/lib/x.db"));
+    assert_eq!(
+        s.database,
+        Database::Sqlite {
+            path: PathBuf::from("/var/lib/x.db")
+        }
+    );
+}
+
+#[test]
+fn postgres_urls_of_every_form_sqlx_accepts_select_postgres() {
+    for url in [
+        "postgres://api:s3cret-pw@db.example:5432/everest",
+        "postgresql://db/everest?sslmode=require",
+        "postgres:///everest?host=/run/postgresql",
+    ] {
+        let s = load(&format!(
+            "admin_api_key = 'k-0123456789abcdef'\ndatabase_url = '{url}'\ndatabase_pool_size = 7"
+        ))
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let Database::Postgres {
+            url: got,
+            pool_size,
+        } = &s.database
+        else {
+            panic!("{url} did not select PostgreSQL: {:?}", s.database);
+        };
+        assert_eq!(got.expose(), url);
+        assert_eq!(*pool_size, 7);
+        // The settings may be printed: the password is not.
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+    }
+    let err = load(
+        "admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'postgres://db/x'\ndatabase_pool_size = 0",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("DATABASE_POOL_SIZE"), "{err}");
+    let err = load(
+        "admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'postgres://u:pw-secret@db:notaport/x'",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    assert!(!err.contains("pw-secret"), "{err}");
+}
+
+#[test]
+fn private_tmp_dir_on_postgres_defaults_to_the_system_temp_folder() {
+    let s = load("admin_api_key = 'k-0123456789abcdef'\ndatabase_url = 'postgres://db/x'").unwrap();
+    assert_eq!(
+        s.private_tmp_dir,
+        std::env::temp_dir().join("everestctl-api").join("tmp")
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The store: every read and write of the service's durable state, behind one facade
-//! ([`Store`]) with backend-neutral records ([`JobRecord`], ...), states
-//! ([`crate::domain::JobStatus`], ...) and errors ([`StoreError`]). SQL lives here and nowhere
-//! else.
+//! ([`Store`]) over two backends, SQLite (`sqlite`, the embedded default) and PostgreSQL
+//! (`postgres`, for several replicas). Records ([`JobRecord`], ...), states
+//! ([`crate::domain::JobStatus`], ...), outcomes and errors ([`StoreError`]) are
+//! backend-neutral and live here; SQL lives in the backends and nowhere else.
 //!
 //! # What a backend guarantees
 //!
@@ -15,47 +16,36 @@
 //! - **Lock semantics**: resource locks (`everest-accounts`, `namespace:<ns>`, ...) are exclusive
 //!   across every process sharing the database, are taken together with the attempt that needs
 //!   them (all or none), and expire with a lease so that a dead holder's locks free themselves.
-//! - **Change notifications**: after a commit that changes a job's status or current step, the
-//!   job's id reaches [`Store::subscribe`]; a write that releases locks wakes
-//!   [`Store::locks_released`]. A receiver that lagged re-reads what it watches.
+//! - **Idempotency keys** are unique per admin key name across every process.
+//! - **Change notifications**: after a commit that changes a job's status or current step, in
+//!   whichever process, the job's id reaches [`Store::subscribe`]; a write that releases locks
+//!   wakes [`Store::locks_released`]. A receiver that lagged re-reads what it watches, and
+//!   waiters re-check on a timer too: a lost notification delays, never blocks.
+//! - **Maintenance runs once**: pruning and secret expiry run in one process at a time.
 //! - **States parsed once**: a stored value that no state spells is [`StoreError::Corrupt`];
 //!   "the database cannot answer now" is [`StoreError::Unavailable`] (the API answers 503).
 //!
-//! # SQLite
+//! # Why an enum and not a trait object
 //!
-//! Every write runs on the one writer thread (`writer`), which commits what is queued together
-//! (group commit, `synchronous = FULL`); a caller gets its answer after the commit. Reads use
-//! read-only connections: the sqlx pool, or for the status poll a connection used inline
-//! (`readers`). Leases and locks live in the database file, held by the one process that has
-//! the file open (its instance lock); change notifications are in-process.
+//! There are exactly two backends, chosen once at start; the facade matches on them. That keeps
+//! the operations plain `async fn`s (an `async fn` in a trait cannot be called through `dyn`)
+//! and their documentation in one place, here.
 
-mod audit;
 mod control;
 mod error;
 mod history;
 mod lease;
-mod locks;
 mod model;
+mod notify;
 pub mod postgres;
-mod prune;
-mod read;
-mod readers;
 mod rows;
 mod run;
 mod secrets;
+pub mod sqlite;
 mod submit;
-mod writer;
 
 use std::path::Path;
 use std::time::Duration;
-
-use rusqlite::Connection;
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, SqlitePool};
-
-use writer::{Write, Writer};
 
 pub use control::{CancelOutcome, RetryOutcome};
 pub use error::{Cause, Result, StoreError};
@@ -69,242 +59,341 @@ pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started
 pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
 
+use postgres::{PgOptions, PgStore};
+use sqlite::SqliteStore;
+
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Read-only connections, for every read outside a write.
-    pool: SqlitePool,
-    /// The one connection that writes (see `writer`).
-    writer: Writer,
-    /// Connections for the point reads of the request path (see `readers`).
-    readers: std::sync::Arc<readers::Readers>,
-    /// Notified when a write that releases resource locks is queued.
-    locks_released: std::sync::Arc<tokio::sync::Notify>,
-    /// Ids of jobs whose status or current step may have changed, sent after each commit.
-    changes: tokio::sync::broadcast::Sender<String>,
-    /// The database file.
-    path: std::sync::Arc<Path>,
-    /// The key of the idempotency request hash, read (or created) at open.
-    idempotency_secret: std::sync::Arc<IdempotencySecret>,
+    backend: Backend,
 }
 
-/// Milliseconds since the Unix epoch, now.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Runs `$body` with `$b` bound to whichever backend `$store` has.
+macro_rules! on_backend {
+    ($store:expr, $b:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($b) => $body,
+            Backend::Postgres($b) => $body,
+        }
+    };
+}
+
+/// Milliseconds since the Unix epoch, now (this process's clock).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Read-only connections: reads run in parallel with each other and with the writer (WAL).
-const READERS: u32 = 4;
-
-/// How long a statement waits for a lock held by another connection.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
+/// A duration in milliseconds, saturating.
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Store {
-    /// Opens (creating it and its folder if missing) the database file and applies migrations.
+    /// Opens (creating it and its folder if missing) the SQLite database file and applies its
+    /// migrations. The caller holds the file's instance lock (`crate::app::lock_database`).
     pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            // Deleted content (an erased password, a cleared hash) is overwritten with zeros,
-            // not left in free space of its page or on the free list.
-            .pragma("secure_delete", "ON");
-        let mut conn = options
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the 202 that acknowledges it is sent.
-            .synchronous(SqliteSynchronous::Full)
-            .auto_vacuum(SqliteAutoVacuum::Incremental)
-            .connect()
-            .await?;
-        restrict_permissions(path);
-        sqlx::migrate!("./migrations/sqlite")
-            .run_direct(&mut conn)
-            .await?;
-        let idempotency_secret = secrets::idempotency_secret(&mut conn).await?;
-        // Nothing else has the file open yet: whatever a previous process (or a migration) left
-        // in the WAL, erased secrets included, goes now.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut conn)
-            .await?;
-        let writer = Writer::start(writer_connection(path)?).map_err(StoreError::Thread)?;
-        sqlx::Connection::close(conn).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(15))
-            .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
-            .connect_with(options.read_only(true))
-            .await?;
-        let (changes, _) = tokio::sync::broadcast::channel(1024);
         Ok(Store {
-            pool,
-            writer,
-            readers: std::sync::Arc::new(readers::Readers::new(path)),
-            locks_released: Default::default(),
-            changes,
-            path: path.into(),
-            idempotency_secret: std::sync::Arc::new(idempotency_secret),
+            backend: Backend::Sqlite(SqliteStore::open(path).await?),
         })
     }
 
-    /// Runs a write transaction on the writer (see `writer`); returns once it is committed.
-    async fn write<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
-    {
-        self.writer.write(op).await
+    /// Connects to PostgreSQL at `url` (any URL form sqlx accepts), applies its migrations
+    /// (under a lock: replicas starting together do not race) and starts listening for the
+    /// other replicas' changes.
+    pub async fn open_postgres(url: &str, options: PgOptions) -> Result<Self> {
+        Ok(Store {
+            backend: Backend::Postgres(PgStore::open(url, options).await?),
+        })
     }
 
-    /// Runs a write that releases resource locks. Tasks waiting in `locks_released` are woken
-    /// as soon as it is queued: what they queue next runs after it, so they find the locks free
-    /// without waiting for this write's commit, and can commit together with it.
-    async fn write_releasing_locks<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<Write<T>> + Send + 'static,
-    {
-        let answer = self.writer.queue(op)?;
-        self.locks_released.notify_waiters();
-        answer.await
+    /// Whether several processes may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// Notified whenever a write that releases resource locks is queued. Create the `Notified`
-    /// future (and `enable` it) before trying to take a lock, or a release between the attempt
-    /// and the wait is missed.
+    fn notifier(&self) -> &notify::Notifier {
+        on_backend!(self, b => b.notifier())
+    }
+
+    /// Notified whenever a write that releases resource locks is queued (here) or committed
+    /// (anywhere). Create the `Notified` future (and `enable` it) before trying to take a
+    /// lock, or a release between the attempt and the wait is missed.
     pub fn locks_released(&self) -> &tokio::sync::Notify {
-        &self.locks_released
+        self.notifier().released()
     }
 
-    /// Change notifications: the id of every job this process changed, after the commit.
-    /// A lagging receiver should re-read whatever it watches.
+    /// Change notifications: the id of every job whose status or current step changed, after
+    /// the commit. A lagging receiver should re-read whatever it watches.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
-        self.changes.subscribe()
-    }
-
-    fn changed(&self, job_id: &str) {
-        // No receiver is not an error: nobody is waiting.
-        let _ = self.changes.send(job_id.to_string());
+        self.notifier().subscribe()
     }
 
     /// Answers when the database can run a query.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        on_backend!(self, b => b.ping().await)
     }
 
-    /// Commits the writes already queued and closes every connection (checkpointing the WAL).
+    /// Commits the writes already queued and closes every connection.
     pub async fn close(&self) {
-        self.pool.close().await;
-        self.readers.close();
-        self.writer.close().await;
+        on_backend!(self, b => b.close().await)
+    }
+
+    /// The key of the idempotency request hash (see [`IdempotencySecret`]).
+    pub fn idempotency_secret(&self) -> &IdempotencySecret {
+        on_backend!(self, b => b.idempotency_secret())
+    }
+
+    // ---- submitting and reading ----
+
+    /// Stores a job with its steps, secret and `submitted` event, or resolves its idempotency
+    /// key. Returns once the job is committed.
+    pub async fn submit(&self, job: &NewJob) -> Result<Submitted> {
+        on_backend!(self, b => b.submit(job).await)
+    }
+
+    /// The job, if it exists.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        on_backend!(self, b => b.job(id).await)
+    }
+
+    /// The job and its steps, read in one snapshot.
+    pub async fn job_with_steps(&self, id: &str) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
+        on_backend!(self, b => b.job_with_steps(id).await)
+    }
+
+    /// The job's steps in order.
+    pub async fn steps(&self, job_id: &str) -> Result<Vec<StepRecord>> {
+        on_backend!(self, b => b.steps(job_id).await)
+    }
+
+    /// The latest attempt of each step of the job, in step order.
+    pub async fn last_attempts(&self, job_id: &str) -> Result<Vec<AttemptRecord>> {
+        on_backend!(self, b => b.last_attempts(job_id).await)
+    }
+
+    /// The job's secret, if it has one.
+    pub async fn secret(&self, job_id: &str) -> Result<Option<SecretRecord>> {
+        on_backend!(self, b => b.secret(job_id).await)
+    }
+
+    /// The id and suspended namespaces of the latest succeeded `suspend` of `username`.
+    pub async fn latest_suspension(&self, username: &str) -> Result<Option<(String, Vec<String>)>> {
+        on_backend!(self, b => b.latest_suspension(username).await)
+    }
+
+    /// One page of jobs matching `filter`, newest first (ties by id, descending), starting
+    /// after `after`; at most `limit` jobs.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<JobPage> {
+        on_backend!(self, b => b.list_jobs(filter, after, limit).await)
+    }
+
+    /// Everything recorded about one job, in one snapshot.
+    pub async fn history(&self, job_id: &str) -> Result<Option<History>> {
+        on_backend!(self, b => b.history(job_id).await)
+    }
+
+    /// How many jobs are queued and how many are running.
+    pub async fn queue_counts(&self) -> Result<(i64, i64)> {
+        on_backend!(self, b => b.queue_counts().await)
+    }
+
+    /// The earliest time (ms since the epoch, on this process's clock) something becomes
+    /// claimable: a queued job's `run_at` or a lease expiry.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        on_backend!(self, b => b.next_due().await)
+    }
+
+    // ---- operator control and audit ----
+
+    /// Cancels a queued job at once, or flags a running one for its worker.
+    pub async fn request_cancel(&self, job_id: &str, by: &str) -> Result<CancelOutcome> {
+        on_backend!(self, b => b.request_cancel(job_id, by).await)
+    }
+
+    /// Whether the job held by `lease` was asked to stop.
+    pub async fn cancel_requested(&self, lease: &Lease) -> Result<bool> {
+        on_backend!(self, b => b.cancel_requested(lease).await)
+    }
+
+    /// Puts a failed or canceled job back in the queue, resuming at its first unfinished step.
+    pub async fn retry(&self, job_id: &str, by: &str) -> Result<RetryOutcome> {
+        on_backend!(self, b => b.retry(job_id, by).await)
+    }
+
+    /// Records in the job's history that the key named `by` was shown the job's generated
+    /// password, in the request `request_id`. Returns once the event is committed.
+    pub async fn record_credentials_read(
+        &self,
+        job_id: &str,
+        by: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        on_backend!(self, b => b.record_credentials_read(job_id, by, request_id).await)
+    }
+
+    // ---- the worker: claims, leases and fenced writes ----
+
+    /// Claims the job that is due first (queued and due, or running with an expired lease),
+    /// and loads what the worker needs to run it.
+    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claimed>> {
+        on_backend!(self, b => b.claim(worker, lease).await)
+    }
+
+    /// Extends the lease and the job's resource locks; `false` means the lease was lost
+    /// (expired and taken, or the job left `running`).
+    pub async fn renew(&self, lease: &Lease, duration: Duration) -> Result<bool> {
+        on_backend!(self, b => b.renew(lease, duration).await)
+    }
+
+    /// Takes all of `locks` for the job and records that the attempt starts, in one
+    /// transaction: either both happen or neither does.
+    pub async fn begin_attempt(
+        &self,
+        lease: &Lease,
+        start: AttemptStart,
+        locks: &[String],
+        lock_for: Duration,
+    ) -> Result<Started> {
+        on_backend!(self, b => b.begin_attempt(lease, start, locks, lock_for).await)
+    }
+
+    /// Records a whole attempt that ran nothing and what follows for the job, in one
+    /// transaction. `false` (nothing written) when the lease is lost.
+    pub async fn record_attempt(
+        &self,
+        lease: &Lease,
+        start: AttemptStart,
+        attempt: &AttemptEnd,
+        step: &StepEnd,
+        job: &JobEnd,
+        secret_ttl: Duration,
+    ) -> Result<bool> {
+        on_backend!(self, b => b.record_attempt(lease, start, attempt, step, job, secret_ttl).await)
+    }
+
+    /// Records the end of an attempt, its step and what follows for the job, and releases the
+    /// job's resource locks; then, if the job goes on, `then`, all in one transaction. A next
+    /// attempt that cannot take its locks is not started; the end is recorded anyway.
+    pub async fn finish_attempt_then(
+        &self,
+        lease: &Lease,
+        ending: AttemptEnding,
+        then: Then,
+        secret_ttl: Duration,
+    ) -> Result<Finished> {
+        on_backend!(self, b => b.finish_attempt_then(lease, ending, then, secret_ttl).await)
+    }
+
+    /// Ends a job without an attempt (nothing left to run, or a step that could not start).
+    /// `false` (nothing written) when the lease is lost.
+    pub async fn finish_job(
+        &self,
+        lease: &Lease,
+        job: &JobEnd,
+        secret_ttl: Duration,
+    ) -> Result<bool> {
+        on_backend!(self, b => b.finish_job(lease, job, secret_ttl).await)
+    }
+
+    /// Records the command an attempt just started (`pid`, and `start_time` from
+    /// `/proc/<pid>/stat`), so that a process that takes the job over can stop it if it still
+    /// runs. `false` (nothing written) when the lease is lost.
+    pub async fn record_command(
+        &self,
+        lease: &Lease,
+        attempt_id: i64,
+        pid: i32,
+        start_time: u64,
+    ) -> Result<bool> {
+        on_backend!(self, b => b.record_command(lease, attempt_id, pid, start_time).await)
+    }
+
+    /// Whether an earlier attempt (id below `before`) of this step may have changed the cluster
+    /// before failing: anything but a clean, classified permanent failure.
+    pub async fn step_may_have_run(
+        &self,
+        job_id: &str,
+        position: i64,
+        before: i64,
+    ) -> Result<bool> {
+        on_backend!(self, b => b.step_may_have_run(job_id, position, before).await)
+    }
+
+    /// Releases every lock the job holds.
+    pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
+        on_backend!(self, b => b.unlock_all(job_id).await)
+    }
+
+    // ---- recovery of this host's previous process (SQLite only) ----
+
+    /// The recorded commands of unfinished attempts of the jobs that earlier processes of this
+    /// host left running: they may still run, and must be stopped before
+    /// [`Store::recover_host`] requeues their jobs. Empty on PostgreSQL, where a dead
+    /// replica's jobs come back by lease expiry only (a process of the same host name may be
+    /// another, live replica).
+    pub async fn commands_left_by_host(
+        &self,
+        host_prefix: &str,
+        me: &str,
+    ) -> Result<Vec<RecordedCommand>> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.commands_left_by_host(host_prefix, me).await,
+            Backend::Postgres(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Puts back in the queue, at once, the jobs that earlier processes of this host left
+    /// running (SQLite: the instance lock proves their owner dead). Nothing on PostgreSQL.
+    pub async fn recover_host(&self, host_prefix: &str, me: &str) -> Result<Vec<Recovered>> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.recover_host(host_prefix, me).await,
+            Backend::Postgres(_) => Ok(Vec::new()),
+        }
+    }
+
+    // ---- maintenance ----
+
+    /// Deletes up to `batch` jobs that finished before `cutoff_ms`, oldest first, with
+    /// everything recorded about them, in one transaction. Never a queued or running job.
+    /// Returns how many were deleted: fewer than `batch` means that none is left. On
+    /// PostgreSQL only the maintenance leader deletes; the other replicas get 0.
+    pub async fn prune_finished_before(&self, cutoff_ms: i64, batch: u32) -> Result<u64> {
+        on_backend!(self, b => b.prune_finished_before(cutoff_ms, batch).await)
+    }
+
+    /// Gives up to `pages` free pages of the database file back to the file system and returns
+    /// how many are left (SQLite's incremental vacuum). PostgreSQL's autovacuum does this
+    /// itself: 0.
+    pub async fn reclaim_space(&self, pages: u32) -> Result<i64> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.reclaim_space(pages).await,
+            Backend::Postgres(_) => Ok(0),
+        }
+    }
+
+    /// Erases passwords whose time is up; returns how many were erased. Follow it with
+    /// [`Store::truncate_wal`]. On PostgreSQL only the maintenance leader erases.
+    pub async fn purge_expired_secrets(&self) -> Result<u64> {
+        on_backend!(self, b => b.purge_expired_secrets().await)
+    }
+
+    /// Makes erased passwords leave every database file (SQLite: checkpoints and truncates the
+    /// WAL). On PostgreSQL, dead row versions are the server's to vacuum: `AlreadyEmpty`.
+    pub async fn truncate_wal(&self) -> Result<WalTruncation> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.truncate_wal().await,
+            Backend::Postgres(_) => Ok(WalTruncation::AlreadyEmpty),
+        }
     }
 }
-
-/// Whether a connection returned to the read pool can be used again. When a statement fails
-/// because the disk is full (SQLite needs room for its WAL index even to read), SQLite may roll
-/// the transaction back itself; the rollback sqlx then sends fails, and the connection would
-/// believe it is still inside a transaction forever. Such a connection is dropped (the pool
-/// opens a fresh one), so the service recovers by itself once the condition clears.
-async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
-    use sqlx::Connection;
-    if !conn.is_in_transaction() {
-        return Ok(true);
-    }
-    // A dropped transaction's rollback may still be queued: let it run, then look again.
-    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
-        return Ok(false);
-    }
-    Ok(!conn.is_in_transaction())
-}
-
-/// The writer's connection, with the same settings as the others (the database is already in
-/// WAL mode, a persistent setting).
-fn writer_connection(path: &Path) -> Result<Connection> {
-    use rusqlite::OpenFlags;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // FULL: a commit is on disk before the 202 that acknowledges it is sent. secure_delete: see
-    // `Store::open`.
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-         PRAGMA secure_delete = ON;",
-    )?;
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
-}
-
-/// The database holds passwords until they expire: only the service's user may read it.
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        // Best effort: the file may live on a filesystem without Unix permissions.
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
-    }
-}
-
-/// Appends an audit event in the caller's transaction.
-fn event(
-    tx: &Connection,
-    job_id: &str,
-    kind: &str,
-    attempt: Option<i64>,
-    worker: Option<&str>,
-    detail: Option<&str>,
-) -> Result<()> {
-    insert_event(tx, job_id, kind, attempt, worker, detail, None)
-}
-
-/// When a scheduled retry is due: the job's new `run_at` and the delay that led to it.
-#[derive(Debug, Clone, Copy)]
-struct RetryDue {
-    at: i64,
-    delay_ms: i64,
-}
-
-fn insert_event(
-    tx: &Connection,
-    job_id: &str,
-    kind: &str,
-    attempt: Option<i64>,
-    worker: Option<&str>,
-    detail: Option<&str>,
-    retry: Option<RetryDue>,
-) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO job_events (job_id, at, type, attempt, worker, detail, retry_at, delay_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(rusqlite::params![
-        job_id,
-        now_ms(),
-        kind,
-        attempt,
-        worker,
-        detail,
-        retry.map(|r| r.at),
-        retry.map(|r| r.delay_ms)
-    ])?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests;

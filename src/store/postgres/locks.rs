@@ -27,3 +27,9 @@ pub const LOCK_RENEW_SQL: &str = "UPDATE resource_locks SET expires_at = now_ms(
 /// Releases lock `$1` held by `$2` with token `$3`; 0 rows means it was no longer theirs.
 pub const LOCK_RELEASE_SQL: &str =
     "DELETE FROM resource_locks WHERE name = $1 AND owner = $2 AND token = $3";
+
+impl super::PgStore {
+    pub async fn unlock_all(&self, job_id: &str) -> super::Result<()> {
+        todo!("{job_id}")
+    }
+}

@@ -6,14 +6,143 @@
 //! Times that decide who may do what (leases, lock expiry, what is due) come from the database
 //! clock through the schema's `now_ms()`, never from a replica's clock: replicas' clocks differ.
 
+mod audit;
 mod claim;
+mod control;
+mod history;
+mod lease;
+mod listen;
 mod locks;
+mod maintenance;
+mod read;
+mod run;
+mod submit;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::Connection;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 pub use claim::CLAIM_SQL;
 pub use locks::{LOCK_RELEASE_SQL, LOCK_RENEW_SQL, LOCK_TAKE_SQL};
+
+use super::notify::Notifier;
+// The neutral names the backend's modules use, as `super::…`.
+#[allow(unused_imports)]
+use super::{
+    AttemptEnd, AttemptEnding, AttemptRecord, AttemptStart, CancelOutcome, Claimed, Cursor,
+    EventRecord, Finished, History, IdempotencySecret, JobEnd, JobFilter, JobPage, JobRecord,
+    Lease, NewJob, RecordedCommand, Result, RetryOutcome, SecretRecord, Started, StepEnd,
+    StepRecord, StoreError, Submitted, Then, ms,
+};
+
+/// Settings of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections of this replica's pool (`DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
+}
+
+/// The PostgreSQL backend; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Fed by this replica's commits and by `LISTEN` (see `listen`).
+    notifier: Notifier,
+    idempotency_secret: Arc<IdempotencySecret>,
+    /// This replica's name in the maintenance election (see `maintenance`).
+    me: Arc<str>,
+    /// Stops the listener at close.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// How long a pooled connection may be waited for before the operation is `Unavailable`
+/// (the API answers 503): short, so that a database that is down is reported, not waited out.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PgStore {
+    /// Applies the migrations (see [`migrate`]), opens the pool, reads (or creates) the
+    /// idempotency secret and starts the listener.
+    pub async fn open(url: &str, options: PgOptions) -> Result<Self> {
+        migrate(url).await.map_err(|e| match e {
+            MigrateError::Connect(e) => StoreError::unavailable(e),
+            MigrateError::Migrate(e) => StoreError::Migrate(Box::new(e)),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size)
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection that the server dropped (restart, pg_terminate_backend) is found
+            // out before it is handed to an operation, which would otherwise fail once.
+            .test_before_acquire(true)
+            .connect(url)
+            .await?;
+        let idempotency_secret = idempotency_secret(&pool).await?;
+        let notifier = Notifier::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        listen::spawn(pool.clone(), notifier.clone(), stop.clone());
+        Ok(PgStore {
+            pool,
+            notifier,
+            idempotency_secret: Arc::new(idempotency_secret),
+            me: replica_name().into(),
+            stop,
+        })
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    pub fn idempotency_secret(&self) -> &IdempotencySecret {
+        &self.idempotency_secret
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.pool.close().await;
+    }
+}
+
+/// `<host>:<pid>:<random>`: unique among live replicas.
+fn replica_name() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Reads the idempotency secret, creating it on the first open of the database. Replicas
+/// opening a fresh database together insert at once: `ON CONFLICT DO NOTHING` keeps the first,
+/// and every replica reads that one.
+async fn idempotency_secret(pool: &PgPool) -> Result<IdempotencySecret> {
+    use rand::RngCore;
+    let mut fresh = [0u8; 32];
+    rand::rng().fill_bytes(&mut fresh);
+    sqlx::query(
+        "INSERT INTO service_secrets (name, value) VALUES ('idempotency_hmac', $1)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&fresh[..])
+    .execute(pool)
+    .await?;
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT value FROM service_secrets WHERE name = 'idempotency_hmac'")
+            .fetch_one(pool)
+            .await?;
+    IdempotencySecret::from_stored(stored)
+}
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]

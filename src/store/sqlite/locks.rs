@@ -5,9 +5,9 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::lease::delete_locks;
-use super::{Lease, Result, Store, Write, ms, now_ms};
+use super::{Lease, Result, SqliteStore, Write, ms, now_ms};
 
-impl Store {
+impl SqliteStore {
     /// Releases every lock the job holds.
     pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
         let job_id = job_id.to_string();

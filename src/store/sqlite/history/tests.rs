@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::{AttemptEnd, JobEnd, NewJob, StepEnd};
+use crate::domain::JobStatus;
+use crate::store::{AttemptEnd, JobEnd, JobRecord, NewJob, StepEnd};
 
-pub(in crate::store) async fn fresh() -> (Store, tempfile::TempDir) {
+pub(in crate::store::sqlite) async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
     (store, dir)
 }
 
@@ -33,7 +36,11 @@ pub(in crate::store) fn new_job(id: &str, username: &str, by: &str) -> NewJob {
 }
 
 /// Runs the only queued job's single step through the worker API and ends the job with `end`.
-pub(in crate::store) async fn run_queued(s: &Store, stdout: &str, end: JobEnd) -> String {
+pub(in crate::store::sqlite) async fn run_queued(
+    s: &SqliteStore,
+    stdout: &str,
+    end: JobEnd,
+) -> String {
     let c = s
         .claim("host:1:w", Duration::from_secs(30))
         .await
@@ -62,20 +69,24 @@ pub(in crate::store) async fn run_queued(s: &Store, stdout: &str, end: JobEnd) -
 }
 
 /// `UPDATE jobs SET <set> WHERE id = <id>`.
-pub(in crate::store) async fn set(s: &Store, id: &str, set: &str) {
+pub(in crate::store::sqlite) async fn set(s: &SqliteStore, id: &str, set: &str) {
     let (sql, id) = (
         format!("UPDATE jobs SET {set} WHERE id = ?"),
         id.to_string(),
     );
     let done = s
-        .write(move |conn| Ok(crate::store::Write::Keep(conn.execute(&sql, [&id])?)))
+        .write(move |conn| {
+            Ok(crate::store::sqlite::Write::Keep(
+                conn.execute(&sql, [&id])?,
+            ))
+        })
         .await
         .unwrap();
     assert_eq!(done, 1);
 }
 
 /// 24 jobs over 4 users, 2 keys and every status, with many ties on `created_at`.
-async fn seeded() -> (Store, tempfile::TempDir, Vec<JobRecord>) {
+async fn seeded() -> (SqliteStore, tempfile::TempDir, Vec<JobRecord>) {
     let (s, dir) = fresh().await;
     for n in 0..24u32 {
         let user = ["alice", "bob_b", "carol", "dave"][n as usize % 4];
@@ -116,7 +127,7 @@ fn matches(f: &JobFilter, j: &JobRecord) -> bool {
 }
 
 /// Every page, following the cursors; bounded.
-async fn walk(s: &Store, f: &JobFilter, limit: u32) -> Vec<String> {
+async fn walk(s: &SqliteStore, f: &JobFilter, limit: u32) -> Vec<String> {
     let (mut ids, mut cursor) = (Vec::new(), None::<Cursor>);
     for _ in 0..100 {
         let page = s.list_jobs(f, cursor.as_ref(), limit).await.unwrap();
@@ -255,12 +266,12 @@ async fn history_reads_the_job_its_events_and_attempts() {
 }
 
 /// Runs `sql` on the writer, with CHECK constraints off (to store what no state spells).
-async fn raw(s: &Store, sql: &'static str) {
+async fn raw(s: &SqliteStore, sql: &'static str) {
     s.write(move |conn| {
         conn.execute_batch("PRAGMA ignore_check_constraints = ON")?;
         conn.execute_batch(sql)?;
         conn.execute_batch("PRAGMA ignore_check_constraints = OFF")?;
-        Ok(crate::store::Write::Keep(()))
+        Ok(crate::store::sqlite::Write::Keep(()))
     })
     .await
     .unwrap();

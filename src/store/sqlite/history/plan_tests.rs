@@ -4,11 +4,11 @@
 
 use super::tests::fresh;
 use super::*;
-use crate::store::lease::{CLAIM_SQL, NEXT_DUE_SQL};
-use crate::store::prune::PRUNE_SQL;
+use crate::store::sqlite::lease::{CLAIM_SQL, NEXT_DUE_SQL};
+use crate::store::sqlite::prune::PRUNE_SQL;
 
 /// The plan's lines, e.g. `SEARCH jobs USING INDEX jobs_status_created (status=? AND ...)`.
-async fn explain(s: &Store, sql: &str, args: &[Arg]) -> Vec<String> {
+async fn explain(s: &SqliteStore, sql: &str, args: &[Arg]) -> Vec<String> {
     let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as_with(
         &format!("EXPLAIN QUERY PLAN {sql}"),
         arguments(args).unwrap(),
@@ -200,7 +200,7 @@ async fn history_claim_and_pruner_use_indexes() {
 async fn the_idempotency_lookup_uses_its_scoped_index() {
     let (s, _d) = fresh().await;
     let args = [Arg::Text("ops".into()), Arg::Text("key-1".into())];
-    let plan = explain(&s, crate::store::submit::IDEMPOTENCY_SQL, &args).await;
+    let plan = explain(&s, crate::store::sqlite::submit::IDEMPOTENCY_SQL, &args).await;
     assert_no_table_scan("idempotency lookup", &plan);
     assert_uses("idempotency lookup", &plan, "jobs_idempotency");
 }

@@ -2,10 +2,10 @@
 
 use std::sync::LazyLock;
 
-use super::rows::{self, AttemptRow, EventRow, JobRow, SecretRow, StepRow};
 use super::{
-    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, StepRecord, Store, now_ms,
+    AttemptRecord, EventRecord, JobRecord, Result, SecretRecord, SqliteStore, StepRecord, now_ms,
 };
+use crate::store::rows::{self, AttemptRow, EventRow, JobRow, SecretRow, StepRow};
 
 pub(super) const JOB_COLUMNS: &str = "id, kind, status, inputs, username, namespace, summary, error, \
     submitted_by, request_id, created_at, started_at, finished_at, updated_at, attempt, run_at, \
@@ -21,7 +21,7 @@ static STEPS_SQL: LazyLock<String> = LazyLock::new(|| {
 pub(super) const ATTEMPT_COLUMNS: &str = "id, position, step, attempt, job_attempt, worker, command, stdin_preview, \
     outcome, error_kind, exit_code, stdout, stderr, started_at, finished_at, duration_ms";
 
-impl Store {
+impl SqliteStore {
     /// The job with this id, if any.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
         sqlx::query_as::<_, JobRow>(&JOB_SQL)
@@ -104,7 +104,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The latest successful suspension of `username`: its job id and the policy lines it removed.
     pub async fn latest_suspension(&self, username: &str) -> Result<Option<(String, Vec<String>)>> {
         let row: Option<(String, Option<String>)> = sqlx::query_as(

@@ -1,15 +1,16 @@
 use crate::store::JobEnd;
-use crate::store::history::tests::{fresh, id, new_job, run_queued, set};
-use crate::store::{Store, now_ms};
+use crate::store::now_ms;
+use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::history::tests::{fresh, id, new_job, run_queued, set};
 
 const DAY_MS: i64 = 86_400_000;
 
-async fn count(s: &Store, sql: &str) -> i64 {
+async fn count(s: &SqliteStore, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&s.pool).await.unwrap()
 }
 
 /// Rows that belong to job `n` in every table.
-async fn owned_rows(s: &Store, n: u32) -> i64 {
+async fn owned_rows(s: &SqliteStore, n: u32) -> i64 {
     let j = id(n);
     let mut total = 0;
     for table in ["job_steps", "step_attempts", "job_events", "job_secrets"] {

@@ -3,7 +3,7 @@
 //! Each batch is one short write transaction, so submissions and workers wait at most for
 //! one batch; the caller (`crate::retention`) pauses between batches.
 
-use super::{Result, Store, Write};
+use super::{Result, SqliteStore, Write};
 
 /// Deletes the oldest finished jobs that finished before `?1`, at most `?2` of them. Steps,
 /// attempts, events and secrets go with them (`ON DELETE CASCADE`). `INDEXED BY` pins the
@@ -14,7 +14,7 @@ pub(super) const PRUNE_SQL: &str = "DELETE FROM jobs WHERE id IN (
     WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1
     ORDER BY finished_at LIMIT ?2)";
 
-impl Store {
+impl SqliteStore {
     /// Deletes up to `batch` jobs that finished (succeeded, failed or canceled) before
     /// `cutoff_ms`, oldest first, with their steps, attempts, events and secret, in one
     /// transaction. Queued and running jobs are never deleted, however old. Returns how many

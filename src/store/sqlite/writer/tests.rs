@@ -2,11 +2,13 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::store::{Result, Store, StoreError, Write};
+use crate::store::sqlite::{Result, SqliteStore, StoreError, Write};
 
-async fn store() -> (Store, tempfile::TempDir) {
+async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let s = SqliteStore::open(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
     s.write(|c| exec(c, "CREATE TABLE t (v INTEGER PRIMARY KEY) STRICT"))
         .await
         .unwrap();
@@ -18,12 +20,12 @@ fn exec(conn: &Connection, sql: &str) -> Result<Write<()>> {
     Ok(Write::Keep(()))
 }
 
-async fn insert(s: &Store, v: i64) -> Result<()> {
+async fn insert(s: &SqliteStore, v: i64) -> Result<()> {
     s.write(move |c| exec(c, &format!("INSERT INTO t VALUES ({v})")))
         .await
 }
 
-async fn values(s: &Store) -> Vec<i64> {
+async fn values(s: &SqliteStore) -> Vec<i64> {
     sqlx::query_scalar("SELECT v FROM t ORDER BY v")
         .fetch_all(&s.pool)
         .await
@@ -31,7 +33,7 @@ async fn values(s: &Store) -> Vec<i64> {
 }
 
 /// Occupies the writer for a while, so that what is queued meanwhile forms one batch.
-fn hold(s: &Store, v: i64) -> tokio::task::JoinHandle<Result<()>> {
+fn hold(s: &SqliteStore, v: i64) -> tokio::task::JoinHandle<Result<()>> {
     let s = s.clone();
     tokio::spawn(async move {
         s.write(move |c| {

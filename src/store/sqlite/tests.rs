@@ -3,9 +3,9 @@ use std::time::Duration;
 use super::*;
 use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 
-async fn store() -> (Store, tempfile::TempDir) {
+async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("nested/db.sqlite"))
+    let store = SqliteStore::open(&dir.path().join("nested/db.sqlite"))
         .await
         .unwrap();
     (store, dir)
@@ -38,7 +38,7 @@ fn ok_attempt() -> AttemptEnd {
 }
 
 /// The one-statement read of the status poll returns what the separate reads return.
-async fn assert_same_view(s: &Store, id: &str) {
+async fn assert_same_view(s: &SqliteStore, id: &str) {
     let (job, steps) = s.job_with_steps(id).await.unwrap().unwrap();
     assert_eq!(
         format!("{job:?}"),
@@ -336,7 +336,7 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
     let b = s.claim("w2", lease).await.unwrap().unwrap();
     let start = |step: &str| attempt_start(0, step);
     let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let locks_of = |s: &Store, job: &str| {
+    let locks_of = |s: &SqliteStore, job: &str| {
         let (s, job) = (s.clone(), job.to_string());
         async move {
             let names: Vec<String> = sqlx::query_scalar(
@@ -371,7 +371,7 @@ async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
     assert!(locks_of(&s, &b.lease.job_id).await.is_empty());
     assert!(s.attempts(&b.lease.job_id).await.unwrap().is_empty());
     // A waiter that listened before its refusal hears of the release.
-    let released = s.locks_released().notified();
+    let released = s.notifier().released().notified();
     tokio::pin!(released);
     released.as_mut().enable();
     assert!(

@@ -1,8 +1,8 @@
 //! Audit events written on behalf of the HTTP layer.
 
-use super::{Result, Store, Write, event};
+use super::{Result, SqliteStore, Write, event};
 
-impl Store {
+impl SqliteStore {
     /// Records in the job's history that the key named `by` was shown the job's generated
     /// password, in the request `request_id` (`credentials_read`, detail
     /// `by <name>; request <id>`). Returns once the event is committed.
