@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Database, Settings};
@@ -158,7 +157,8 @@ pub async fn serve(
     // The worker writes its temp files in the folder this process holds.
     settings.private_tmp_dir = exclusive.private_dir.clone();
     let settings = Arc::new(settings);
-    let wake = Arc::new(Notify::new());
+    // Submits here notify it; on PostgreSQL so do other replicas' submits (through the store).
+    let wake = store.job_queued();
     let worker = Worker::new(store.clone(), settings.clone(), wake.clone());
     let recovered = worker
         .recover()

@@ -21,6 +21,9 @@ use crate::domain::JobStatus;
 use crate::store::{CancelOutcome, JobRecord, RetryOutcome, StepRecord};
 
 /// The longest `?wait=` accepted, in seconds.
+/// The longest a long-poll goes without reading its job again.
+const REREAD: Duration = Duration::from_secs(2);
+
 const MAX_WAIT_SECONDS: u64 = 60;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -78,8 +81,12 @@ async fn status(
     let seen = (job.status, job.current_step.clone());
     let deadline = tokio::time::Instant::now() + wait;
     while !job.status.is_final() {
-        match tokio::time::timeout_at(deadline, changes.recv()).await {
-            Err(_) => break,
+        // A notification can be lost (on PostgreSQL, while the listener reconnects): the job is
+        // read again at least every REREAD, so a lost one delays the answer, never loses it.
+        let next_read = deadline.min(tokio::time::Instant::now() + REREAD);
+        match tokio::time::timeout_at(next_read, changes.recv()).await {
+            Err(_) if next_read == deadline => break,
+            Err(_) => job = find(&state, &id).await?,
             Ok(Ok(changed)) if changed != job.id => continue,
             // Our job changed, or notifications were missed: read again.
             Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => job = find(&state, &id).await?,

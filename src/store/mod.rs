@@ -128,6 +128,13 @@ impl Store {
         self.notifier().released()
     }
 
+    /// Notified when a job may have become claimable: submitted or requeued here, or (on
+    /// PostgreSQL) by another replica. The worker loop waits on it; the HTTP layer notifies it
+    /// after a submit.
+    pub fn job_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.notifier().queued()
+    }
+
     /// Change notifications: the id of every job whose status or current step changed, after
     /// the commit. A lagging receiver should re-read whatever it watches.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {

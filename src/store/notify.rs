@@ -13,6 +13,9 @@ const CHANGES_BUFFER: usize = 1024;
 pub struct Notifier {
     locks_released: Arc<Notify>,
     changes: broadcast::Sender<String>,
+    /// Wakes this process's idle worker loop: a job was queued (here, or on PostgreSQL by
+    /// another replica).
+    queued: Arc<Notify>,
 }
 
 impl Default for Notifier {
@@ -20,6 +23,7 @@ impl Default for Notifier {
         Notifier {
             locks_released: Arc::default(),
             changes: broadcast::channel(CHANGES_BUFFER).0,
+            queued: Arc::default(),
         }
     }
 }
@@ -39,6 +43,18 @@ impl Notifier {
     /// Notified when resource locks may have been released.
     pub fn released(&self) -> &Notify {
         &self.locks_released
+    }
+
+    /// Announces that a job may be claimable now. One permit is kept if the worker loop is not
+    /// waiting at that moment (`notify_one`), so a wake-up between its claim and its wait is
+    /// not lost.
+    pub fn job_queued(&self) {
+        self.queued.notify_one();
+    }
+
+    /// What the worker loop waits on when nothing was claimable.
+    pub fn queued(&self) -> Arc<Notify> {
+        self.queued.clone()
     }
 
     /// The ids of jobs that may have changed, from now on.
