@@ -20,10 +20,10 @@ use crate::config::Role;
 use crate::domain::JobStatus;
 use crate::store::{CancelOutcome, JobRecord, RetryOutcome, StepRecord};
 
-/// The longest `?wait=` accepted, in seconds.
 /// The longest a long-poll goes without reading its job again.
 const REREAD: Duration = Duration::from_secs(2);
 
+/// The longest `?wait=` accepted, in seconds.
 const MAX_WAIT_SECONDS: u64 = 60;
 
 pub fn router() -> OpenApiRouter<AppState> {
