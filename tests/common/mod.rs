@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod pg;
 pub mod raw;
+pub mod replicas;
 pub mod service;
 
 use std::path::{Path, PathBuf};

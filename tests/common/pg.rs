@@ -157,20 +157,7 @@ impl Cluster {
             .arg(&data)
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8"])
             .args(["--locale=C.UTF-8", "--no-sync"]))?;
-        let options = format!(
-            "-c listen_addresses='' -k {} -c max_connections=100",
-            dir.display()
-        );
-        let started = run(as_postgres(bin, "pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .args(["-w", "-t", "30", "-o", &options, "start"]));
-        if let Err(e) = started {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            return Err(format!("{e}\nserver.log:\n{log}"));
-        }
+        start_server(bin, &dir)?;
         Ok(Cluster {
             dir,
             _watchdog: watchdog,
@@ -205,6 +192,52 @@ impl Cluster {
         let url = self.url(&name);
         Database { name, url }
     }
+}
+
+/// Starts the server of the cluster in `dir` (listening only on its unix socket there).
+fn start_server(bin: &Path, dir: &Path) -> Result<(), String> {
+    // Enough connections for the tests of one binary running at once, each with a pool and a
+    // listener, and several replicas each.
+    let options = format!(
+        "-c listen_addresses='' -k {} -c max_connections=400",
+        dir.display()
+    );
+    let started = run(as_postgres(bin, "pg_ctl")
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(["-w", "-t", "30", "-o", &options, "start"]));
+    started.map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        format!("{e}\nserver.log:\n{log}")
+    })
+}
+
+/// The running cluster of this test binary (started if needed); panics where PostgreSQL
+/// cannot run, so call it only after [`database`] returned a database.
+fn cluster() -> &'static Cluster {
+    CLUSTER
+        .get()
+        .and_then(|c| c.as_ref().ok())
+        .expect("the PostgreSQL test cluster runs (call `database` first)")
+}
+
+/// Stops this test binary's cluster the way an operator's restart does (`pg_ctl stop -m fast`:
+/// every connection is cut), and waits until it is down. It stops the database of every test
+/// of the binary: a test that calls it must be alone in its binary.
+pub fn stop_cluster() {
+    let cluster = cluster();
+    run(as_postgres(&bin_dir(), "pg_ctl")
+        .arg("-D")
+        .arg(cluster.dir.join("data"))
+        .args(["-m", "fast", "-w", "-t", "30", "stop"]))
+    .unwrap_or_else(|e| panic!("stop the test cluster: {e}"));
+}
+
+/// Starts the cluster again after [`stop_cluster`], with its data, on the same socket.
+pub fn start_cluster() {
+    start_server(&bin_dir(), &cluster().dir).unwrap_or_else(|e| panic!("restart: {e}"));
 }
 
 fn as_postgres(bin: &Path, program: &str) -> Command {
