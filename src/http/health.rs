@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::exec;
+use crate::store::StoreError;
 
 /// `GET /metrics` in Prometheus text format; queue gauges are sampled at each scrape.
 pub fn metrics_router() -> OpenApiRouter<AppState> {
@@ -45,6 +46,9 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// How long the readiness check waits for the database.
+const DATABASE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Checks the database and both binaries on every call. Each check says `ok` or what failed,
 /// never a path.
 #[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness: database and both CLIs", security(),
@@ -56,7 +60,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     let mut checks = Map::new();
     let mut failing = Vec::new();
-    match state.store.ping().await {
+    // Bounded below a probe's usual timeout, so that a database that does not answer (or a
+    // pool whose connections are all waited for) is a 503 the probe reads, not a timeout.
+    let ping = tokio::time::timeout(DATABASE_CHECK, state.store.ping()).await;
+    match ping.unwrap_or_else(|_| Err(StoreError::unavailable("no answer within 2 s"))) {
         Ok(()) => {
             checks.insert("database".into(), json!("ok"));
         }
