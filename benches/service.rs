@@ -26,6 +26,12 @@
 //!   submitted; the figures are compared with those of the empty database. After the phases
 //!   the jobs the run submitted are deleted again, so every run starts from the same database.
 //!
+//! With `--backend postgres` every instance runs on a fresh database of a private PostgreSQL 15
+//! cluster, started as the tests start theirs (`tests/common/pg.rs`), and the server's CPU is
+//! reported apart from the service's; `--replicas N` starts N services of the jobs instance on
+//! its one database and spreads the end-to-end submissions over them. The stored-jobs phases
+//! load SQLite only so far.
+//!
 //! Every phase is bounded in time. The figures are printed as a table and written as JSON to
 //! `target/bench-results.json` (or `$CARGO_TARGET_DIR/bench-results.json`).
 //!
@@ -50,6 +56,11 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "../tests/common/bulk.rs"]
 mod bulk;
+// The PostgreSQL cluster of `--backend postgres`, started as the tests start theirs; the
+// bench uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 const SERVICE_BIN: &str = env!("CARGO_BIN_EXE_everestctl-api");
 const KEY: &str = "bench-key-0123456789abcdef";
@@ -104,7 +115,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     eprintln!(
         "service benchmark: {} run(s), binary {SERVICE_BIN}, {} core(s), workers {}, \
-         clients {}, client threads {}, {} jobs, phases of {:?}, {} stored jobs",
+         clients {}, client threads {}, {} jobs, phases of {:?}, {} stored jobs, backend {:?}, \
+         {} replica(s)",
         options.runs,
         cores(),
         options.workers,
@@ -112,7 +124,9 @@ fn main() -> anyhow::Result<()> {
         options.client_threads,
         options.jobs,
         options.duration,
-        options.stored_jobs
+        options.stored_jobs,
+        options.backend,
+        options.replicas
     );
     let stored = if options.stored_jobs > 0 {
         Some(StoredDb::build(&options, &client_rt)?)
@@ -177,6 +191,18 @@ struct Options {
     service_env: Vec<(String, String)>,
     stored_jobs: usize,
     out: PathBuf,
+    backend: Backend,
+    /// Services of the jobs instance sharing its database (PostgreSQL only).
+    replicas: usize,
+}
+
+/// Which store the services run on (`--backend`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Sqlite,
+    /// A private PostgreSQL 15 cluster started the way the tests start theirs
+    /// (`tests/common/pg.rs`), a fresh database per service instance.
+    Postgres,
 }
 
 /// The run's temp dir (fakes, databases, service logs), kept with `--keep`.
@@ -234,7 +260,12 @@ impl Options {
                       twice that while loading; 0 skips those phases)
   --keep              keep the temp dirs (databases api/bench.db, jobs/bench.db and
                       stored/bench.db, logs)
-  --out FILE          JSON results (target/bench-results.json)";
+  --out FILE          JSON results (target/bench-results.json)
+  --backend B         sqlite (the default) or postgres: a private PostgreSQL 15 cluster started
+                      as the tests start theirs (as root, with the Debian binaries), a fresh
+                      database per instance; its server's CPU is reported apart
+  --replicas N        services of the jobs instance sharing its database, the end-to-end
+                      submissions spread round-robin over them (1; more needs postgres)";
 
     fn parse(args: &[String]) -> anyhow::Result<Self> {
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -258,6 +289,8 @@ impl Options {
             service_env: Vec::new(),
             stored_jobs: 1_000_000,
             out: target.join("bench-results.json"),
+            backend: Backend::Sqlite,
+            replicas: 1,
         };
         let retries_given = args.iter().any(|a| a == "--retries");
         let mut it = args.iter();
@@ -321,10 +354,29 @@ impl Options {
                         .parse()
                         .with_context(|| format!("{arg}: not a count"))?
                 }
+                "--backend" => {
+                    o.backend = match value()?.as_str() {
+                        "sqlite" => Backend::Sqlite,
+                        "postgres" => Backend::Postgres,
+                        other => bail!("--backend {other}: use sqlite or postgres"),
+                    }
+                }
+                "--replicas" => o.replicas = count(value()?)?,
                 other => bail!("unknown argument {other:?} (see --help)"),
             }
         }
         ensure!(!o.duration.is_zero(), "--duration must be above 0");
+        ensure!(
+            o.replicas == 1 || o.backend == Backend::Postgres,
+            "--replicas above 1 needs --backend postgres (SQLite is one process per file)"
+        );
+        if o.backend == Backend::Postgres && !args.iter().any(|a| a == "--stored-jobs") {
+            o.stored_jobs = 0;
+        }
+        ensure!(
+            o.stored_jobs == 0 || o.backend == Backend::Sqlite,
+            "--stored-jobs loads SQLite only so far: use --stored-jobs 0 with --backend postgres"
+        );
         if !retries_given {
             o.retries = o.runs;
         }
@@ -541,6 +593,11 @@ const TABLE: &[Row] = &[
         None,
     ),
     row(
+        "e2e_db_cpu_ms_per_job",
+        "  PostgreSQL server CPU per job, ms",
+        None,
+    ),
+    row(
         "floor_cpu_ms_per_job",
         "  CPU per job in the std floor (bench + CLIs), ms",
         None,
@@ -668,6 +725,7 @@ fn write_results(
             "duration_s": options.duration.as_secs_f64(), "warmup_s": options.warmup.as_secs_f64(),
             "client_threads": options.client_threads, "runs": options.runs,
             "e2e_timeout_s": options.e2e_timeout.as_secs_f64(), "max_noise_pct": options.max_noise,
+            "backend": format!("{:?}", options.backend).to_lowercase(), "replicas": options.replicas,
             "service_env": options.service_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "profiled": options.profile.is_some(), "stored_jobs": options.stored_jobs,
         },
@@ -724,14 +782,15 @@ fn run_once(
 
     // API instance: the worker pool is blocked by a command that never returns.
     {
-        let mut svc = Service::start(sandbox.path(), "api", &api_env(&bin), &o.service_env)?;
+        let db = Db::fresh(o, rt, sandbox.path(), &format!("api_{run}"))?;
+        let mut svc = Service::start(sandbox.path(), "api", db, &api_env(&bin), &o.service_env)?;
         rt.block_on(svc.wait_healthy(&client))?;
 
         eprintln!("   ceiling: GET /healthz, {} clients", o.clients);
         let url: Arc<str> = svc.url("/healthz").into();
-        let before = Cpu::sample(Some(svc.pid()));
+        let before = Cpu::sample(&[svc.pid()]);
         let r = rt.block_on(drive(o, None, get_op(&client, url, 200)));
-        let cpu = Cpu::sample(Some(svc.pid())).since(&before);
+        let cpu = Cpu::sample(&[svc.pid()]).since(&before);
         note_noise(&mut f, "the /healthz ceiling", &cpu);
         r.check("GET /healthz")?;
         f.insert("ceiling_healthz_rps".into(), r.rate());
@@ -775,7 +834,7 @@ fn run_once(
     // The same instance on the database with the stored jobs.
     if let Some(stored) = stored {
         let mut svc = Service::start_at(
-            stored.db.clone(),
+            Db::Sqlite(stored.db.clone()),
             sandbox.path().join("stored.log"),
             &api_env(&bin),
             &o.service_env,
@@ -843,27 +902,51 @@ fn run_once(
         rt.block_on(stored.reset())?;
     }
 
-    // Jobs instance: fast fakes, WORKER_CONCURRENCY = --workers.
-    let mut svc = Service::start(
-        sandbox.path(),
-        "jobs",
-        &[
-            (
-                "EVERESTCTL_BIN",
-                bin.join("everestctl").display().to_string(),
-            ),
-            ("KUBECTL_BIN", bin.join("kubectl").display().to_string()),
-            ("WORKER_CONCURRENCY", o.workers.to_string()),
-        ],
-        &o.service_env,
-    )?;
-    rt.block_on(svc.wait_healthy(&client))?;
+    // Jobs instance: fast fakes, WORKER_CONCURRENCY = --workers; --replicas services on one
+    // database.
+    let db = Db::fresh(o, rt, sandbox.path(), &format!("jobs_{run}"))?;
+    let mut replicas = Vec::with_capacity(o.replicas);
+    for n in 0..o.replicas {
+        let name = if n == 0 {
+            "jobs".to_string()
+        } else {
+            format!("jobs-{n}")
+        };
+        replicas.push(Service::start(
+            sandbox.path(),
+            &name,
+            db.clone(),
+            &[
+                (
+                    "EVERESTCTL_BIN",
+                    bin.join("everestctl").display().to_string(),
+                ),
+                ("KUBECTL_BIN", bin.join("kubectl").display().to_string()),
+                ("WORKER_CONCURRENCY", o.workers.to_string()),
+                // Each replica its own private folder (they share the run's temp dir).
+                (
+                    "PRIVATE_TMP_DIR",
+                    sandbox
+                        .path()
+                        .join(format!("{name}-tmp"))
+                        .display()
+                        .to_string(),
+                ),
+            ],
+            &o.service_env,
+        )?);
+    }
+    for svc in &replicas {
+        rt.block_on(svc.wait_healthy(&client))?;
+    }
+    let pids: Vec<u32> = replicas.iter().map(Service::pid).collect();
+    let svc = &replicas[0];
     let floor_duration = o.duration / 2;
 
     eprintln!("   spawn floor: std::process, parallelism {}", o.workers);
-    let before = Cpu::sample(None);
+    let before = Cpu::sample(&[]);
     let (floor, floor_elapsed) = spawn_floor_std(&bin, o.workers, floor_duration)?;
-    let floor_cpu = Cpu::sample(None).since(&before);
+    let floor_cpu = Cpu::sample(&[]).since(&before);
     note_noise(&mut f, "the spawn floor", &floor_cpu);
     f.insert(
         "floor_jobs_per_s".into(),
@@ -874,9 +957,9 @@ fn run_once(
         (floor_cpu.bench + floor_cpu.bench_children) * 1e3 / floor as f64,
     );
     eprintln!("   spawn floor: exec::run, parallelism {}", o.workers);
-    let before = Cpu::sample(None);
+    let before = Cpu::sample(&[]);
     let (floor_exec, elapsed) = spawn_floor_exec(&bin, o.workers, floor_duration)?;
-    let exec_cpu = Cpu::sample(None).since(&before);
+    let exec_cpu = Cpu::sample(&[]).since(&before);
     note_noise(&mut f, "the exec::run floor", &exec_cpu);
     f.insert(
         "floor_exec_jobs_per_s".into(),
@@ -893,19 +976,23 @@ fn run_once(
     );
     let phase_start = Instant::now();
     let profiler = Profile::attach(o.profile, svc.pid(), run, "e2e")?;
-    let before = Cpu::sample(Some(svc.pid()));
+    let before = Cpu::sample(&pids);
     let first_submit_ms = epoch_ms();
-    let submits = rt.block_on(drive(o, Some(o.jobs), submit_op(&client, &svc, "e", None)));
+    let submits = rt.block_on(drive(
+        o,
+        Some(o.jobs),
+        submit_op(&client, &replicas, "e", None),
+    ));
     submits.check("end-to-end submit")?;
     let remaining = o.e2e_timeout.saturating_sub(phase_start.elapsed());
     let finished = rt.block_on(wait_finished(
         &client,
-        &svc,
+        &replicas,
         submits.ok,
         remaining,
         first_submit_ms,
     ))?;
-    let cpu = Cpu::sample(Some(svc.pid())).since(&before);
+    let cpu = Cpu::sample(&pids).since(&before);
     note_noise(&mut f, "end to end", &cpu);
     profiler.finish()?;
     let mem = svc.memory()?;
@@ -937,6 +1024,9 @@ fn run_once(
         "e2e_cli_cpu_ms_per_job".into(),
         cpu.service_children * 1e3 / jobs,
     );
+    if o.backend == Backend::Postgres {
+        f.insert("e2e_db_cpu_ms_per_job".into(), cpu.db * 1e3 / jobs);
+    }
     f.insert(
         "events_per_job".into(),
         db.events as f64 / db.succeeded.max(1) as f64,
@@ -949,22 +1039,30 @@ fn run_once(
         );
     }
     f.insert("vm_hwm_mib".into(), mem.hwm_kib as f64 / 1024.0);
-    let (db_bytes, wal_bytes) = (file_size(&svc.db), file_size(&wal_of(&svc.db)));
-    // Per job only when every job finished: queued jobs are smaller than finished ones.
-    if complete {
-        f.insert(
-            "db_bytes_per_job".into(),
-            (db_bytes + wal_bytes) as f64 / submits.ok as f64,
-        );
-    }
     eprintln!(
-        "   after {} finished jobs: VmHWM {} KiB, VmRSS {} KiB, db {db_bytes} B, wal {wal_bytes} B",
+        "   after {} finished jobs: VmHWM {} KiB, VmRSS {} KiB",
         db.finished, mem.hwm_kib, mem.rss_kib
     );
-
-    svc.stop(Duration::from_secs(60))?;
-    let checkpointed = file_size(&svc.db) + file_size(&wal_of(&svc.db));
-    if complete {
+    // The database's size on disk: SQLite's file and WAL (PostgreSQL's files are the server's).
+    let file = svc.db.file().map(Path::to_path_buf);
+    if let Some(file) = &file {
+        let (db_bytes, wal_bytes) = (file_size(file), file_size(&wal_of(file)));
+        // Per job only when every job finished: queued jobs are smaller than finished ones.
+        if complete {
+            f.insert(
+                "db_bytes_per_job".into(),
+                (db_bytes + wal_bytes) as f64 / submits.ok as f64,
+            );
+        }
+        eprintln!("   db {db_bytes} B, wal {wal_bytes} B");
+    }
+    for svc in &mut replicas {
+        svc.stop(Duration::from_secs(60))?;
+    }
+    if let Some(file) = &file
+        && complete
+    {
+        let checkpointed = file_size(file) + file_size(&wal_of(file));
         f.insert(
             "db_checkpointed_bytes_per_job".into(),
             checkpointed as f64 / submits.ok as f64,
@@ -1027,7 +1125,12 @@ impl Phase<'_> {
         prefix: &'static str,
     ) -> anyhow::Result<Vec<String>> {
         let ids = Arc::new(Mutex::new(Vec::new()));
-        let op = submit_op(self.client, self.svc, prefix, Some(ids.clone()));
+        let op = submit_op(
+            self.client,
+            std::slice::from_ref(self.svc),
+            prefix,
+            Some(ids.clone()),
+        );
         self.measure(f, key, what, op)?;
         let ids = std::mem::take(&mut *ids.lock().expect("ids"));
         Ok(ids)
@@ -1054,9 +1157,9 @@ impl Phase<'_> {
     {
         let pid = self.svc.pid();
         let profiler = Profile::attach(self.o.profile, pid, self.run, key)?;
-        let before = Cpu::sample(Some(pid));
+        let before = Cpu::sample(&[pid]);
         let r = self.rt.block_on(drive(self.o, None, op));
-        let cpu = Cpu::sample(Some(pid)).since(&before);
+        let cpu = Cpu::sample(&[pid]).since(&before);
         note_noise(f, what, &cpu);
         profiler.finish()?;
         r.check(what)?;
@@ -1101,28 +1204,72 @@ fn wal_of(db: &Path) -> PathBuf {
 
 // ---- the service ------------------------------------------------------------------------------
 
+/// Where a service keeps its jobs.
+#[derive(Clone, Debug)]
+enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Db {
+    /// A fresh database for instance `name` of the run in `dir`: `dir/name/bench.db`, or a new
+    /// database of the PostgreSQL cluster.
+    fn fresh(
+        o: &Options,
+        rt: &tokio::runtime::Runtime,
+        dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<Db> {
+        Ok(match o.backend {
+            Backend::Sqlite => Db::Sqlite(dir.join(name).join("bench.db")),
+            Backend::Postgres => {
+                // `database` returns None (having said why) where PostgreSQL cannot run.
+                let db = rt
+                    .block_on(pg::database(&format!("bench_{name}")))
+                    .context("--backend postgres: PostgreSQL 15 cannot run here")?;
+                Db::Postgres(db.url)
+            }
+        })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Db::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// The SQLite file, for the figures that are about it.
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Db::Sqlite(path) => Some(path),
+            Db::Postgres(_) => None,
+        }
+    }
+}
+
 struct Service {
     child: Child,
     base: String,
-    db: PathBuf,
+    db: Db,
     log: PathBuf,
 }
 
 impl Service {
-    /// The service on `dir/name/bench.db`, logging to `dir/name.log`.
+    /// The service on `db`, logging to `dir/name.log`.
     fn start(
         dir: &Path,
         name: &str,
+        db: Db,
         env: &[(&str, String)],
         extra_env: &[(String, String)],
     ) -> anyhow::Result<Service> {
-        let db = dir.join(name).join("bench.db");
         let log = dir.join(format!("{name}.log"));
         Service::start_at(db, log, env, extra_env)
     }
 
     fn start_at(
-        db: PathBuf,
+        db: Db,
         log: PathBuf,
         env: &[(&str, String)],
         extra_env: &[(String, String)],
@@ -1139,7 +1286,7 @@ impl Service {
             .env("ADMIN_API_KEYS", format!("bench:{KEY}"))
             .env("BIND_ADDR", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("DATABASE_URL", db.url())
             .env("RBAC_MODE", "skip")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
@@ -1259,10 +1406,13 @@ struct Memory {
 /// CPU seconds (user + system) of the service, of its waited-for children, of this process and
 /// its children, and of the whole machine (`/proc/stat`), with the wall-clock time.
 struct Cpu {
+    /// Of the service processes (every replica).
     service: f64,
     service_children: f64,
     bench: f64,
     bench_children: f64,
+    /// Of the PostgreSQL server's processes (the postmaster counts its ended backends).
+    db: f64,
     machine: f64,
     wall: Duration,
     at: Instant,
@@ -1298,14 +1448,42 @@ impl Cpu {
             / 100.0
     }
 
-    fn sample(pid: Option<u32>) -> Cpu {
-        let (service, service_children) = pid.map_or((0.0, 0.0), |p| Cpu::of(&p.to_string()));
+    /// CPU seconds of every `postgres` process, its ended children included.
+    fn postgres() -> f64 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return 0.0;
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+            })
+            .map(|e| {
+                let (own, children) = Cpu::of(&e.file_name().to_string_lossy());
+                own + children
+            })
+            .sum()
+    }
+
+    fn sample(pids: &[u32]) -> Cpu {
+        let (mut service, mut service_children) = (0.0, 0.0);
+        for pid in pids {
+            let (own, children) = Cpu::of(&pid.to_string());
+            service += own;
+            service_children += children;
+        }
         let (bench, bench_children) = Cpu::of("self");
         Cpu {
             service,
             service_children,
             bench,
             bench_children,
+            db: Cpu::postgres(),
             machine: Cpu::machine(),
             wall: Duration::ZERO,
             at: Instant::now(),
@@ -1318,6 +1496,7 @@ impl Cpu {
             service_children: self.service_children - before.service_children,
             bench: self.bench - before.bench,
             bench_children: self.bench_children - before.bench_children,
+            db: self.db - before.db,
             machine: self.machine - before.machine,
             wall: self.at - before.at,
             at: self.at,
@@ -1327,7 +1506,8 @@ impl Cpu {
     /// Share of the machine's CPU capacity used by anything but the service, this benchmark
     /// and their children (other processes, kernel threads such as the journal), in %.
     fn other_pct(&self) -> f64 {
-        let ours = self.service + self.service_children + self.bench + self.bench_children;
+        let ours =
+            self.service + self.service_children + self.bench + self.bench_children + self.db;
         let capacity = self.wall.as_secs_f64() * cores() as f64;
         (100.0 * (self.machine - ours) / capacity).max(0.0)
     }
@@ -1571,7 +1751,7 @@ fn get_op(
 /// `ids`, the job ids are collected.
 fn submit_op(
     client: &reqwest::Client,
-    svc: &Service,
+    services: &[Service],
     prefix: &'static str,
     ids: Option<Arc<Mutex<Vec<String>>>>,
 ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
@@ -1579,14 +1759,19 @@ fn submit_op(
 + Sync
 + 'static {
     let client = client.clone();
-    let url: Arc<str> = svc.url("/bootstrap/users").into();
+    let urls: Vec<Arc<str>> = services
+        .iter()
+        .map(|svc| svc.url("/bootstrap/users").into())
+        .collect();
     move |n| {
+        // Round-robin over the services (replicas of one database).
+        let url = &urls[n % urls.len()];
         // Usernames double as namespaces: lower case letters and digits.
         let body = format!(
             r#"{{"username":"{prefix}{n:07}","operators":{{"postgresql":true}},"resources":{{"cpu_cores":2,"ram_mb":2048,"disk_gb":20}}}}"#
         );
         let request = client
-            .post(&*url)
+            .post(&**url)
             .header("X-Admin-Key", KEY)
             .header("Content-Type", "application/json")
             .body(body);
@@ -1671,7 +1856,7 @@ async fn bare_ceiling(o: &Options) -> anyhow::Result<f64> {
 /// wall-clock time (ms) when it saw them.
 async fn wait_finished(
     client: &reqwest::Client,
-    svc: &Service,
+    services: &[Service],
     jobs: u64,
     bound: Duration,
     started_ms: i64,
@@ -1679,18 +1864,22 @@ async fn wait_finished(
     let deadline = Instant::now() + bound;
     let mut next_report = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = client
-            .get(svc.url("/metrics"))
-            .header("X-Admin-Key", KEY)
-            .send()
-            .await?
-            .text()
-            .await?;
-        let finished: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("jobs_finished_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        // Each replica counts the jobs it finished.
+        let mut finished = 0.0;
+        for svc in services {
+            let text = client
+                .get(svc.url("/metrics"))
+                .header("X-Admin-Key", KEY)
+                .send()
+                .await?
+                .text()
+                .await?;
+            finished += text
+                .lines()
+                .filter(|l| l.starts_with("jobs_finished_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
         if finished as u64 >= jobs {
             return Ok(epoch_ms());
         }
@@ -1725,13 +1914,38 @@ struct DbFacts {
     first_error: String,
 }
 
-async fn db_facts(db: &Path) -> anyhow::Result<DbFacts> {
+async fn db_facts(db: &Db) -> anyhow::Result<DbFacts> {
     use sqlx::Connection;
-    let url = format!("sqlite://{}?mode=ro", db.display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    match db {
+        Db::Sqlite(path) => {
+            let url = format!("sqlite://{}?mode=ro", path.display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+            let facts = db_facts_of::<sqlx::Sqlite>(&mut conn).await;
+            conn.close().await?;
+            facts
+        }
+        Db::Postgres(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let facts = db_facts_of::<sqlx::Postgres>(&mut conn).await;
+            conn.close().await?;
+            facts
+        }
+    }
+}
+
+/// The same questions on either backend's connection (the SQL is the same on both).
+async fn db_facts_of<DB>(conn: &mut <DB as sqlx::Database>::Connection) -> anyhow::Result<DbFacts>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<<DB as sqlx::Database>::Row>,
+{
     let statuses: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&mut conn)
+            .fetch_all(&mut *conn)
             .await?;
     let count = |names: &[&str]| -> i64 {
         statuses
@@ -1742,19 +1956,19 @@ async fn db_facts(db: &Path) -> anyhow::Result<DbFacts> {
     };
     let (last_finished_ms, first_created_ms, last_created_ms): (Option<i64>, i64, i64) =
         sqlx::query_as("SELECT MAX(finished_at), MIN(created_at), MAX(created_at) FROM jobs")
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await?;
     let events: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE status = 'succeeded')",
     )
-    .fetch_one(&mut conn)
+    .fetch_one(&mut *conn)
     .await?;
+    // `error` is JSON text on SQLite and jsonb on PostgreSQL: compared as text on both.
     let first_error: Option<String> =
-        sqlx::query_scalar("SELECT error FROM jobs WHERE status = 'failed' LIMIT 1")
-            .fetch_optional(&mut conn)
+        sqlx::query_scalar("SELECT CAST(error AS TEXT) FROM jobs WHERE status = 'failed' LIMIT 1")
+            .fetch_optional(&mut *conn)
             .await?
             .flatten();
-    conn.close().await?;
     Ok(DbFacts {
         finished: count(&["succeeded", "failed", "canceled"]),
         succeeded: count(&["succeeded"]),
@@ -1802,12 +2016,19 @@ impl StoredDb {
         };
         let bin = write_fakes(sandbox.path())?;
         eprintln!("== stored jobs: the service creates the database and applies its migrations");
-        let db = {
-            let mut svc = Service::start(sandbox.path(), "stored", &api_env(&bin), &o.service_env)?;
+        let db = sandbox.path().join("stored").join("bench.db");
+        {
+            let file = Db::Sqlite(db.clone());
+            let mut svc = Service::start(
+                sandbox.path(),
+                "stored",
+                file,
+                &api_env(&bin),
+                &o.service_env,
+            )?;
             rt.block_on(svc.wait_healthy(&http_client(1)?))?;
             svc.stop(Duration::from_secs(30))?;
-            svc.db.clone()
-        };
+        }
         eprintln!("   loading {} finished jobs", o.stored_jobs);
         let started = Instant::now();
         rt.block_on(load_stored_jobs(&db, o.stored_jobs, epoch_ms()))?;
