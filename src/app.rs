@@ -18,38 +18,10 @@ use crate::store::postgres::PgOptions;
 use crate::store::{Store, WalTruncation};
 use crate::worker::Worker;
 
-/// Takes the exclusive lock that makes this process the only one using the database file.
-/// Workers recover jobs of a dead process at once, which is only safe if no other live
-/// process on the same file could be running them.
-pub fn lock_database(db: &Path) -> anyhow::Result<File> {
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the database folder {}", dir.display()))?;
-    }
-    let mut path: PathBuf = db.as_os_str().to_owned().into();
-    path.as_mut_os_string().push(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    file.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another everestctl-api process is already using {} (lock {} is held); \
-             run one process per SQLite file",
-            db.display(),
-            path.display()
-        )
-    })?;
-    Ok(file)
-}
-
-/// What keeps this process's use of its files exclusive while it runs: the SQLite file's
-/// instance lock, or on PostgreSQL the lock of this process's private folder.
+/// The private folder this process alone writes its temp files in, held while it runs (on
+/// SQLite the store's instance lock covers it; on PostgreSQL it has a lock of its own).
 pub struct Exclusive {
-    _lock: File,
-    /// The folder this process alone writes its temp files in.
+    _lock: Option<File>,
     pub private_dir: PathBuf,
 }
 
@@ -58,17 +30,16 @@ pub struct Exclusive {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, Exclusive)> {
     match &settings.database {
         Database::Sqlite { path } => {
-            let lock = lock_database(path)?;
             let store = Store::open(path)
                 .await
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
-            // Under the database lock: no other process of this service uses the folder.
+            // Under the store's instance lock: no other process of this service uses the folder.
             let private_dir = settings.private_tmp_dir.clone();
             prepare_private_dir(&private_dir)?;
             Ok((
                 store,
                 Exclusive {
-                    _lock: lock,
+                    _lock: None,
                     private_dir,
                 },
             ))
@@ -86,7 +57,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Store, Exclusive
             Ok((
                 store,
                 Exclusive {
-                    _lock: lock,
+                    _lock: Some(lock),
                     private_dir,
                 },
             ))

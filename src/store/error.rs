@@ -22,6 +22,12 @@ pub enum StoreError {
     /// The writer's thread could not be started at open.
     #[error("cannot start the database writer: {0}")]
     Thread(std::io::Error),
+    /// Another process holds the SQLite file's instance lock (one process per file).
+    #[error(
+        "another everestctl-api process is already using {database} (lock {lock} is held); \
+         run one process per SQLite file"
+    )]
+    InUse { database: String, lock: String },
     /// The database's folder could not be made at open.
     #[error("cannot prepare the database folder {path}: {source}")]
     Folder {

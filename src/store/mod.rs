@@ -95,8 +95,9 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Store {
-    /// Opens (creating it and its folder if missing) the SQLite database file and applies its
-    /// migrations. The caller holds the file's instance lock (`crate::app::lock_database`).
+    /// Takes the SQLite file's instance lock (one process per file: [`StoreError::InUse`]
+    /// otherwise), opens the file (creating it and its folder if missing) and applies its
+    /// migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         Ok(Store {
             backend: Backend::Sqlite(SqliteStore::open(path).await?),

@@ -10,6 +10,7 @@
 mod audit;
 mod control;
 mod history;
+mod instance;
 mod lease;
 mod locks;
 mod prune;
@@ -55,6 +56,8 @@ pub struct SqliteStore {
     path: std::sync::Arc<Path>,
     /// The key of the idempotency request hash, read (or created) at open.
     idempotency_secret: std::sync::Arc<IdempotencySecret>,
+    /// The instance lock (see `instance`), held while any clone lives.
+    _instance: std::sync::Arc<std::fs::File>,
 }
 
 /// Read-only connections: reads run in parallel with each other and with the writer (WAL).
@@ -64,7 +67,8 @@ const READERS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SqliteStore {
-    /// Opens (creating it and its folder if missing) the database file and applies migrations.
+    /// Takes the instance lock, then opens (creating it and its folder if missing) the
+    /// database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
@@ -72,6 +76,7 @@ impl SqliteStore {
                 source,
             })?;
         }
+        let instance = instance::lock(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -115,6 +120,7 @@ impl SqliteStore {
             notifier: Notifier::default(),
             path: path.into(),
             idempotency_secret: std::sync::Arc::new(idempotency_secret),
+            _instance: std::sync::Arc::new(instance),
         })
     }
 
