@@ -141,6 +141,10 @@ impl Db {
                 all.push('\n');
             }
         }
+        assert!(
+            all.contains("submitted"),
+            "no job is stored: a leak check would pass for nothing"
+        );
         all
     }
 

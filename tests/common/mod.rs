@@ -356,6 +356,25 @@ impl TestApp {
         v
     }
 
+    /// `GET /jobs/{id}/history` (asserting 200).
+    pub async fn history(&self, id: &str) -> Value {
+        let (status, v) = self.get_json(&format!("/jobs/{id}/history")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// The job's attempts whose fields include every `(name, value)` of `want`, from its
+    /// history, e.g. `&[("outcome", "failed"), ("error_kind", "transient")]`.
+    pub async fn attempts(&self, id: &str, want: &[(&str, &str)]) -> Vec<Value> {
+        matching(&self.history(id).await["attempts"], want)
+    }
+
+    /// The job's events whose fields include every `(name, value)` of `want`, from its history,
+    /// e.g. `&[("type", "retry_scheduled")]`.
+    pub async fn events(&self, id: &str, want: &[(&str, &str)]) -> Vec<Value> {
+        matching(&self.history(id).await["events"], want)
+    }
+
     pub fn backend(&self) -> Backend {
         self.sandbox.backend()
     }
@@ -374,6 +393,17 @@ impl TestApp {
     pub async fn stored_text(&self) -> String {
         self.sandbox.database().stored_text().await
     }
+}
+
+/// The items of the array `items` whose fields include every `(name, value)` of `want`.
+fn matching(items: &Value, want: &[(&str, &str)]) -> Vec<Value> {
+    items
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|item| want.iter().all(|(name, value)| item[*name] == *value))
+        .cloned()
+        .collect()
 }
 
 /// Runs a query against an SQLite database file (read-only use), for the tests of the SQLite
