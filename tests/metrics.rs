@@ -153,9 +153,9 @@ async fn metrics_move_when_a_job_runs_and_need_a_key_unless_public(backend: Back
     public.stop().await;
 }
 
+both_backends!(labels_stay_in_a_closed_set_whatever_the_client_sends);
 /// Made-up methods and random paths, with and without a key: none of them becomes a label, and
 /// the scrape stops growing once the few series they map to exist.
-both_backends!(labels_stay_in_a_closed_set_whatever_the_client_sends);
 async fn labels_stay_in_a_closed_set_whatever_the_client_sends(backend: Backend) {
     let _serial = SERIAL.lock().await;
     let app = TestApp::start_on(backend).await;
@@ -222,9 +222,9 @@ async fn labels_stay_in_a_closed_set_whatever_the_client_sends(backend: Backend)
     app.stop().await;
 }
 
+both_backends!(every_metric_family_has_help_and_type);
 /// Every metric family in a scrape has `# HELP` and `# TYPE`, and every family the service
 /// records appears once the service was exercised.
-both_backends!(every_metric_family_has_help_and_type);
 async fn every_metric_family_has_help_and_type(backend: Backend) {
     let _serial = SERIAL.lock().await;
     let app = TestApp::start_on(backend).await;

@@ -173,8 +173,8 @@ async fn every_documented_route_is_served(backend: Backend) {
     app.stop().await;
 }
 
-/// The document lists the states the API answers with, once, as enums.
 both_backends!(states_are_enums_in_the_document);
+/// The document lists the states the API answers with, once, as enums.
 async fn states_are_enums_in_the_document(backend: Backend) {
     let app = TestApp::start_on(backend).await;
     let (_, doc) = app.get_json("/openapi.json").await;

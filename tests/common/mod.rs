@@ -417,15 +417,3 @@ pub async fn db_scalar(db: &Path, sql: &str) -> i64 {
     conn.close().await.unwrap();
     v
 }
-
-impl TestApp {
-    /// Runs a query against the app's SQLite file (read-only use).
-    pub async fn db_scalar(&self, sql: &str) -> i64 {
-        db_scalar(&self.sandbox.db(), sql).await
-    }
-}
-
-/// Every text stored in an SQLite file outside the secrets tables.
-pub async fn stored_text(db: &Path) -> String {
-    Db::Sqlite(db.to_path_buf()).stored_text().await
-}
