@@ -1,15 +1,15 @@
 //! The HTTP contract: bootstrap flow and result shape, validation, auth, errors, idempotency,
-//! dry runs, request ids and the pass-through read.
+//! dry runs, request ids and the pass-through read; each test on both backends.
 
 mod common;
 
-use common::{CI_KEY, KEY, TestApp};
+use common::{Backend, CI_KEY, KEY, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn bootstrap_runs_every_step_and_returns_the_generated_password_once() {
-    let app = TestApp::start().await;
+both_backends!(bootstrap_runs_every_step_and_returns_the_generated_password_once);
+async fn bootstrap_runs_every_step_and_returns_the_generated_password_once(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let r = app
         .post("/bootstrap/users", &json!({"username": "alice"}))
         .await;
@@ -92,9 +92,9 @@ async fn bootstrap_runs_every_step_and_returns_the_generated_password_once() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_validation_rule_gives_422_and_queues_nothing() {
-    let app = TestApp::start_with(|c| {
+both_backends!(every_validation_rule_gives_422_and_queues_nothing);
+async fn every_validation_rule_gives_422_and_queues_nothing(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
         c.namespace_denylist = Some("forbidden".into());
     })
     .await;
@@ -199,14 +199,14 @@ async fn every_validation_rule_gives_422_and_queues_nothing() {
         assert!(fields.contains(&field), "{body}: {v}");
         assert!(!v["detail"].as_str().unwrap().is_empty());
     }
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(job_ids(&app).await.len(), 0);
     assert_eq!(app.sandbox.calls(), "");
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_oversized_and_wrongly_typed_bodies() {
-    let app = TestApp::start().await;
+both_backends!(malformed_oversized_and_wrongly_typed_bodies);
+async fn malformed_oversized_and_wrongly_typed_bodies(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let post = |body: Vec<u8>, ctype: Option<&str>| {
         let mut req = app
             .client
@@ -279,13 +279,13 @@ async fn malformed_oversized_and_wrongly_typed_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    assert_eq!(job_ids(&app).await.len(), 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn auth_is_required_except_for_health_checks() {
-    let app = TestApp::start().await;
+both_backends!(auth_is_required_except_for_health_checks);
+async fn auth_is_required_except_for_health_checks(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let body = json!({"username": "alice"});
     let r = app
         .client
@@ -341,13 +341,13 @@ async fn auth_is_required_except_for_health_checks() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert!(r.headers().contains_key("x-request-id"));
     }
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    assert_eq!(job_ids(&app).await.len(), 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn not_found_and_not_finished() {
-    let app = TestApp::start().await;
+both_backends!(not_found_and_not_finished);
+async fn not_found_and_not_finished(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     for path in [
         "/nope",
         "/jobs/not-a-uuid",
@@ -381,9 +381,9 @@ async fn not_found_and_not_finished() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn idempotency_key_replays_or_conflicts() {
-    let app = TestApp::start().await;
+both_backends!(idempotency_key_replays_or_conflicts);
+async fn idempotency_key_replays_or_conflicts(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let send = |key: &'static str, body: Value| {
         app.client
             .post(app.url("/bootstrap/users"))
@@ -423,15 +423,15 @@ async fn idempotency_key_replays_or_conflicts() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    assert_eq!(job_ids(&app).await.len(), 1);
     app.wait_final(&id).await;
     assert_eq!(app.sandbox.started("accounts-create"), 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn dry_run_shows_the_plan_and_queues_nothing() {
-    let app = TestApp::start().await;
+both_backends!(dry_run_shows_the_plan_and_queues_nothing);
+async fn dry_run_shows_the_plan_and_queues_nothing(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let body = json!({"username": "alice", "password": "Sup3r-secret!", "operators": {"mysql": true, "mongodb": true},
                       "take_ownership": true, "resources": {"cpu_cores": 4, "ram_mb": 8192, "disk_gb": 100, "max_databases": 5}});
     let r = app
@@ -471,14 +471,14 @@ async fn dry_run_shows_the_plan_and_queues_nothing() {
             .unwrap()
             .contains("g, alice, role:alice")
     );
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(job_ids(&app).await.len(), 0);
     assert_eq!(app.sandbox.calls(), "");
     app.stop().await;
 }
 
-#[tokio::test]
-async fn request_ids_are_kept_when_valid_and_stored_on_jobs() {
-    let app = TestApp::start().await;
+both_backends!(request_ids_are_kept_when_valid_and_stored_on_jobs);
+async fn request_ids_are_kept_when_valid_and_stored_on_jobs(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let r = app
         .client
         .post(app.url("/bootstrap/users"))
@@ -510,9 +510,9 @@ async fn request_ids_are_kept_when_valid_and_stored_on_jobs() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn accounts_list_is_parsed_sorted_and_maps_cli_errors() {
-    let app = TestApp::start_with(|c| c.subprocess_timeout = 1).await;
+both_backends!(accounts_list_is_parsed_sorted_and_maps_cli_errors);
+async fn accounts_list_is_parsed_sorted_and_maps_cli_errors(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.subprocess_timeout = 1).await;
     std::fs::create_dir_all(app.sandbox.state().join("users")).unwrap();
     for user in ["zed", "bob_dev"] {
         std::fs::write(app.sandbox.state().join("users").join(user), "pw123456\n").unwrap();
@@ -555,7 +555,10 @@ async fn accounts_list_is_parsed_sorted_and_maps_cli_errors() {
     app.sandbox.clear_ctl("accounts-list", "hang");
     app.stop().await;
 
-    let app = TestApp::start_with(|c| c.everestctl_bin = "/nonexistent/everestctl".into()).await;
+    let app = TestApp::start_on_with(backend, |c| {
+        c.everestctl_bin = "/nonexistent/everestctl".into()
+    })
+    .await;
     let (status, v) = app.get_json("/accounts/list").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["error"], "cli_not_found");
@@ -592,9 +595,9 @@ async fn post_raw(app: &TestApp, path: &str, body: &str) -> (StatusCode, Value) 
     (status, r.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn struct_fields_given_as_arrays_are_refused_naming_the_field() {
-    let app = TestApp::start().await;
+both_backends!(struct_fields_given_as_arrays_are_refused_naming_the_field);
+async fn struct_fields_given_as_arrays_are_refused_naming_the_field(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let cases = [
         (
             "/bootstrap/users",
@@ -644,9 +647,9 @@ async fn struct_fields_given_as_arrays_are_refused_naming_the_field() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_json_is_400_even_after_a_wrongly_typed_value() {
-    let app = TestApp::start().await;
+both_backends!(malformed_json_is_400_even_after_a_wrongly_typed_value);
+async fn malformed_json_is_400_even_after_a_wrongly_typed_value(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let routes = [
         "/bootstrap/users",
         "/accounts/password",
@@ -677,9 +680,9 @@ async fn malformed_json_is_400_even_after_a_wrongly_typed_value() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn undecodable_paths_and_queries_get_the_json_envelope() {
-    let app = TestApp::start().await;
+both_backends!(undecodable_paths_and_queries_get_the_json_envelope);
+async fn undecodable_paths_and_queries_get_the_json_envelope(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let send = |method: reqwest::Method, path: &str| {
         app.client
             .request(method, app.url(path))
@@ -729,9 +732,9 @@ async fn undecodable_paths_and_queries_get_the_json_envelope() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn rule_messages_read_after_the_field_name() {
-    let app = TestApp::start().await;
+both_backends!(rule_messages_read_after_the_field_name);
+async fn rule_messages_read_after_the_field_name(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     for (path, body) in [
         ("/bootstrap/users", json!({"username": "ab"})),
         (

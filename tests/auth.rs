@@ -1,6 +1,7 @@
 //! Least privilege and audit: read-only keys, hashed keys and `hash-key`, the `credentials_read`
 //! event, throttled authentication failures, the auth scheme's case, `Cache-Control` on results,
-//! and a `/readyz` without paths.
+//! and a `/readyz` without paths; each test on both backends, but for the configuration check
+//! of the process, which opens no database.
 
 mod common;
 
@@ -10,15 +11,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::service::{Service, command};
-use common::{KEY, Sandbox, TestApp};
+use common::{Backend, KEY, Sandbox, TestApp};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 const RO_KEY: &str = "test-key-read-only-0123456789";
 const NO_JOB: &str = "00000000-0000-7000-8000-000000000000";
 
-async fn start_with_read_key() -> TestApp {
-    TestApp::start_with(|c| c.read_api_keys = Some(format!("ro:{RO_KEY}"))).await
+async fn start_with_read_key(backend: Backend) -> TestApp {
+    TestApp::start_on_with(backend, |c| c.read_api_keys = Some(format!("ro:{RO_KEY}"))).await
 }
 
 /// A client whose connections come from `127.0.0.<last>`.
@@ -59,9 +60,9 @@ async fn job_count(app: &TestApp) -> usize {
     v["items"].as_array().unwrap().len()
 }
 
-#[tokio::test]
-async fn a_read_only_key_reads_every_get_route_and_changes_nothing() {
-    let app = start_with_read_key().await;
+both_backends!(a_read_only_key_reads_every_get_route_and_changes_nothing);
+async fn a_read_only_key_reads_every_get_route_and_changes_nothing(backend: Backend) {
+    let app = start_with_read_key(backend).await;
     let id = app.bootstrap(json!({"username": "alice"})).await;
     assert_eq!(app.wait_final(&id).await["status"], "succeeded");
 
@@ -120,9 +121,11 @@ async fn a_read_only_key_reads_every_get_route_and_changes_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_generated_password_is_withheld_from_a_read_only_key_and_every_showing_is_audited() {
-    let app = start_with_read_key().await;
+both_backends!(a_generated_password_is_withheld_from_a_read_only_key_and_every_showing_is_audited);
+async fn a_generated_password_is_withheld_from_a_read_only_key_and_every_showing_is_audited(
+    backend: Backend,
+) {
+    let app = start_with_read_key(backend).await;
     let id = app.bootstrap(json!({"username": "alice"})).await;
     app.wait_final(&id).await;
 
@@ -193,9 +196,9 @@ async fn a_generated_password_is_withheld_from_a_read_only_key_and_every_showing
     app.stop().await;
 }
 
-#[tokio::test]
-async fn results_are_never_cached() {
-    let app = TestApp::start().await;
+both_backends!(results_are_never_cached);
+async fn results_are_never_cached(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let id = app.bootstrap(json!({"username": "alice"})).await;
     // Whatever the answer: finished, not yet finished, or no such job.
     let mut seen = Vec::new();
@@ -215,9 +218,9 @@ async fn results_are_never_cached() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_bearer_scheme_is_case_insensitive() {
-    let app = TestApp::start().await;
+both_backends!(the_bearer_scheme_is_case_insensitive);
+async fn the_bearer_scheme_is_case_insensitive(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     for value in [
         format!("BEARER {KEY}"),
         format!("bearer {KEY}"),
@@ -258,10 +261,10 @@ async fn jobs_from(client: &Client, app: &TestApp, key: Option<&str>) -> reqwest
     request.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn failed_authentication_is_throttled_per_client_address() {
+both_backends!(failed_authentication_is_throttled_per_client_address);
+async fn failed_authentication_is_throttled_per_client_address(backend: Backend) {
     const LIMIT: u32 = 5;
-    let app = TestApp::start_with(|c| {
+    let app = TestApp::start_on_with(backend, |c| {
         c.auth_failure_limit = LIMIT;
         c.auth_failure_window_seconds = 60;
     })
@@ -306,9 +309,9 @@ async fn failed_authentication_is_throttled_per_client_address() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_refused_address_is_served_again_when_its_window_ends() {
-    let app = TestApp::start_with(|c| {
+both_backends!(a_refused_address_is_served_again_when_its_window_ends);
+async fn a_refused_address_is_served_again_when_its_window_ends(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
         c.auth_failure_limit = 2;
         c.auth_failure_window_seconds = 1;
     })
@@ -333,9 +336,9 @@ async fn a_refused_address_is_served_again_when_its_window_ends() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn readyz_names_the_failing_check_without_paths() {
-    let app = TestApp::start().await;
+both_backends!(readyz_names_the_failing_check_without_paths);
+async fn readyz_names_the_failing_check_without_paths(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.unwrap();
@@ -345,7 +348,10 @@ async fn readyz_names_the_failing_check_without_paths() {
     assert!(!text.contains('/'), "{text}");
     app.stop().await;
 
-    let app = TestApp::start_with(|c| c.everestctl_bin = "/nonexistent/everestctl".into()).await;
+    let app = TestApp::start_on_with(backend, |c| {
+        c.everestctl_bin = "/nonexistent/everestctl".into()
+    })
+    .await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let text = r.text().await.unwrap();
@@ -380,9 +386,9 @@ fn hash_key(sandbox: &Sandbox, key: &str, args: &[&str]) -> (Option<i32>, String
     )
 }
 
-#[tokio::test]
-async fn hash_key_output_works_as_a_key_and_the_plaintext_is_not_configured() {
-    let sandbox = Sandbox::new();
+both_backends!(hash_key_output_works_as_a_key_and_the_plaintext_is_not_configured);
+async fn hash_key_output_works_as_a_key_and_the_plaintext_is_not_configured(backend: Backend) {
+    let sandbox = Sandbox::on(backend).await;
     let admin = "hashed-admin-key-0123456789";
     let reader = "hashed-read-key-0123456789";
     let (code, hashed, _) = hash_key(&sandbox, admin, &[]);
@@ -464,9 +470,9 @@ fn a_short_key_or_a_name_in_both_lists_stops_the_process_with_a_message() {
     );
 }
 
-#[tokio::test]
-async fn the_throttle_warns_once_per_window_without_key_material() {
-    let sandbox = Sandbox::new();
+both_backends!(the_throttle_warns_once_per_window_without_key_material);
+async fn the_throttle_warns_once_per_window_without_key_material(backend: Backend) {
+    let sandbox = Sandbox::on(backend).await;
     let service = Service::start_with(&sandbox, 1, |cmd| {
         cmd.env("AUTH_FAILURE_LIMIT", "3").env("LOG_FORMAT", "json");
     });

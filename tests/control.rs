@@ -1,12 +1,12 @@
 //! Job control under concurrency: cancel, retry, long-poll, and resource locks that keep two
-//! jobs off the same thing while unrelated jobs run in parallel.
+//! jobs off the same thing while unrelated jobs run in parallel; each test on both backends.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{KEY, TestApp};
+use common::{Backend, KEY, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -29,9 +29,9 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn a_queued_job_is_canceled_at_once_and_finished_jobs_answer_409() {
-    let app = TestApp::start_with(|c| c.worker_concurrency = 1).await;
+both_backends!(a_queued_job_is_canceled_at_once_and_finished_jobs_answer_409);
+async fn a_queued_job_is_canceled_at_once_and_finished_jobs_answer_409(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.worker_concurrency = 1).await;
     app.sandbox.ctl("accounts-create", "delay", "2");
     let busy = app.bootstrap(json!({"username": "alice"})).await;
     let queued = app
@@ -60,9 +60,9 @@ async fn a_queued_job_is_canceled_at_once_and_finished_jobs_answer_409() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_running_job_is_stopped_within_a_second_and_runs_no_further_step() {
-    let app = TestApp::start_with(|c| c.kill_grace_seconds = 1).await;
+both_backends!(a_running_job_is_stopped_within_a_second_and_runs_no_further_step);
+async fn a_running_job_is_stopped_within_a_second_and_runs_no_further_step(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.kill_grace_seconds = 1).await;
     app.sandbox.ctl("namespaces-add", "delay", "60");
     let id = app.bootstrap(json!({"username": "alice"})).await;
     wait_for("namespaces add to start", || {
@@ -88,22 +88,10 @@ async fn a_running_job_is_stopped_within_a_second_and_runs_no_further_step() {
     assert_eq!(steps["create_account"], "succeeded");
     assert_eq!(steps["add_namespace"], "canceled");
     assert_eq!(steps["apply_resource_quota"], "canceled");
-    assert_eq!(
-        app.db_scalar(&format!(
-            "SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND outcome='canceled'"
-        ))
-        .await,
-        1
-    );
+    let canceled = app.attempts(&id, &[("outcome", "canceled")]).await;
+    assert_eq!(canceled.len(), 1);
     for kind in ["cancel_requested", "canceled"] {
-        assert_eq!(
-            app.db_scalar(&format!(
-                "SELECT COUNT(*) FROM job_events WHERE job_id='{id}' AND type='{kind}'"
-            ))
-            .await,
-            1,
-            "{kind}"
-        );
+        assert_eq!(app.events(&id, &[("type", kind)]).await.len(), 1, "{kind}");
     }
     // The command was stopped (SIGTERM: the fake logs exit 143), and nothing ran after it.
     let calls = app.sandbox.calls();
@@ -117,9 +105,9 @@ async fn a_running_job_is_stopped_within_a_second_and_runs_no_further_step() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn retry_resumes_a_failed_job_at_its_first_unsucceeded_step() {
-    let app = TestApp::start().await;
+both_backends!(retry_resumes_a_failed_job_at_its_first_unsucceeded_step);
+async fn retry_resumes_a_failed_job_at_its_first_unsucceeded_step(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     std::fs::create_dir_all(app.sandbox.state().join("namespaces")).unwrap();
     std::fs::write(app.sandbox.state().join("namespaces/alice"), "unmanaged\n").unwrap();
     let id = app.bootstrap(json!({"username": "alice"})).await;
@@ -143,15 +131,10 @@ async fn retry_resumes_a_failed_job_at_its_first_unsucceeded_step() {
     );
     assert_eq!(app.sandbox.started("namespaces-add"), 2);
     // Earlier attempts stay in the history.
-    let outcomes = app.db_scalar(&format!("SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND step='add_namespace' AND outcome='failed'")).await;
-    assert_eq!(outcomes, 1);
-    assert_eq!(
-        app.db_scalar(&format!(
-            "SELECT COUNT(*) FROM job_events WHERE job_id='{id}' AND type='retry_requested'"
-        ))
-        .await,
-        1
-    );
+    let failed = [("step", "add_namespace"), ("outcome", "failed")];
+    assert_eq!(app.attempts(&id, &failed).await.len(), 1);
+    let retries = app.events(&id, &[("type", "retry_requested")]).await;
+    assert_eq!(retries.len(), 1);
     // The generated password is still returned: the account was created by this job.
     assert!(app.result(&id).await["credentials"]["password"].is_string());
 
@@ -170,9 +153,9 @@ async fn retry_resumes_a_failed_job_at_its_first_unsucceeded_step() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_canceled_job_can_be_retried() {
-    let app = TestApp::start_with(|c| c.worker_concurrency = 1).await;
+both_backends!(a_canceled_job_can_be_retried);
+async fn a_canceled_job_can_be_retried(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.worker_concurrency = 1).await;
     app.sandbox.ctl("accounts-create", "delay", "1");
     let busy = app.bootstrap(json!({"username": "alice"})).await;
     let id = app
@@ -192,9 +175,9 @@ async fn a_canceled_job_can_be_retried() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn long_poll_answers_when_the_job_changes_or_after_the_wait() {
-    let app = TestApp::start().await;
+both_backends!(long_poll_answers_when_the_job_changes_or_after_the_wait);
+async fn long_poll_answers_when_the_job_changes_or_after_the_wait(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     for bad in ["61", "-1", "abc", "1.5"] {
         let (status, v) = app
             .get_json(&format!(
@@ -323,9 +306,9 @@ fn namespace_of(run: &Run) -> Option<String> {
     }
 }
 
-#[tokio::test]
-async fn locks_keep_jobs_off_the_same_resource_while_unrelated_ones_overlap() {
-    let app = TestApp::start_with(|c| c.worker_concurrency = 8).await;
+both_backends!(locks_keep_jobs_off_the_same_resource_while_unrelated_ones_overlap);
+async fn locks_keep_jobs_off_the_same_resource_while_unrelated_ones_overlap(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.worker_concurrency = 8).await;
     for op in ["accounts-create", "namespaces-add", "kubectl-apply"] {
         app.sandbox.ctl(op, "delay", "0.15");
     }
@@ -377,10 +360,6 @@ async fn locks_keep_jobs_off_the_same_resource_while_unrelated_ones_overlap() {
         unrelated_overlaps > 0,
         "jobs on different namespaces never ran in parallel"
     );
-    assert_eq!(
-        app.db_scalar("SELECT COUNT(*) FROM resource_locks").await,
-        0,
-        "locks are released"
-    );
+    assert_eq!(app.rows("resource_locks").await, 0, "locks are released");
     app.stop().await;
 }

@@ -1,11 +1,12 @@
 //! The audit trail: `GET /jobs` with filters and cursors, and `GET /jobs/{id}/history` with the
-//! events of retried, failed and canceled jobs. The pruner is in `retention.rs`.
+//! events of retried, failed and canceled jobs, on both backends. The pruner is in
+//! `retention.rs`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{CI_KEY, KEY, TestApp};
+use common::{Backend, CI_KEY, KEY, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -61,9 +62,9 @@ fn all_steps(claim: i64) -> Vec<(String, Option<i64>)> {
     v
 }
 
-#[tokio::test]
-async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
-    let app = TestApp::start().await;
+both_backends!(jobs_are_listed_newest_first_with_filters_and_a_cursor);
+async fn jobs_are_listed_newest_first_with_filters_and_a_cursor(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     // carol's namespace exists unmanaged: her job fails.
     std::fs::create_dir_all(app.sandbox.state().join("namespaces")).unwrap();
     std::fs::write(app.sandbox.state().join("namespaces/carol"), "unmanaged\n").unwrap();
@@ -195,9 +196,9 @@ async fn jobs_are_listed_newest_first_with_filters_and_a_cursor() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn history_of_a_job_retried_once_after_a_transient_failure() {
-    let app = TestApp::start().await;
+both_backends!(history_of_a_job_retried_once_after_a_transient_failure);
+async fn history_of_a_job_retried_once_after_a_transient_failure(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     app.sandbox
         .ctl("accounts-create", "fail", &format!("1 1 {CONFLICT}"));
     let id = app.bootstrap(json!({"username": "alice"})).await;
@@ -330,9 +331,9 @@ fn assert_retry_fields(events: &[Value]) {
     }
 }
 
-#[tokio::test]
-async fn history_of_a_failed_job_retried_by_an_operator() {
-    let app = TestApp::start().await;
+both_backends!(history_of_a_failed_job_retried_by_an_operator);
+async fn history_of_a_failed_job_retried_by_an_operator(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     std::fs::create_dir_all(app.sandbox.state().join("namespaces")).unwrap();
     std::fs::write(app.sandbox.state().join("namespaces/alice"), "unmanaged\n").unwrap();
     let id = app.bootstrap(json!({"username": "alice"})).await;
@@ -381,9 +382,9 @@ async fn history_of_a_failed_job_retried_by_an_operator() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn history_shows_running_attempts_and_jobs_canceled_while_queued() {
-    let app = TestApp::start_with(|c| c.worker_concurrency = 1).await;
+both_backends!(history_shows_running_attempts_and_jobs_canceled_while_queued);
+async fn history_shows_running_attempts_and_jobs_canceled_while_queued(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.worker_concurrency = 1).await;
     app.sandbox.ctl("accounts-create", "delay", "30");
     let busy = app.bootstrap(json!({"username": "alice"})).await;
     let queued = app

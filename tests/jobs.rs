@@ -1,9 +1,10 @@
 //! How jobs run: retries, permanent failures, idempotent re-runs, timeouts, floods,
-//! missing binaries, the RBAC command, and that secrets never reach stored records.
+//! missing binaries, the RBAC command, and that secrets never reach stored records; each test
+//! on both backends.
 
 mod common;
 
-use common::TestApp;
+use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
 const CONFLICT: &str = "Operation cannot be fulfilled on secrets \"everest-accounts\": the object has been modified; please apply your changes to the latest version and try again";
@@ -17,9 +18,9 @@ fn step<'a>(v: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
-#[tokio::test]
-async fn transient_failures_are_retried_with_backoff_then_succeed() {
-    let app = TestApp::start().await;
+both_backends!(transient_failures_are_retried_with_backoff_then_succeed);
+async fn transient_failures_are_retried_with_backoff_then_succeed(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     app.sandbox
         .ctl("accounts-create", "fail", &format!("2 1 {CONFLICT}"));
     let id = app.bootstrap(json!({"username": "alice"})).await;
@@ -27,23 +28,19 @@ async fn transient_failures_are_retried_with_backoff_then_succeed() {
     assert_eq!(status["status"], "succeeded", "{status}");
     assert_eq!(step(&status, "create_account")["attempts"], 3);
     assert_eq!(app.sandbox.started("accounts-create"), 3);
-    assert_eq!(app.db_scalar(&format!("SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND outcome='failed' AND error_kind='transient'")).await, 2);
-    assert_eq!(
-        app.db_scalar(&format!(
-            "SELECT COUNT(*) FROM job_events WHERE job_id='{id}' AND type='retry_scheduled'"
-        ))
-        .await,
-        2
-    );
+    let transient = [("outcome", "failed"), ("error_kind", "transient")];
+    assert_eq!(app.attempts(&id, &transient).await.len(), 2);
+    let retries = app.events(&id, &[("type", "retry_scheduled")]).await;
+    assert_eq!(retries.len(), 2);
     // The account was created by this job, so its password is returned.
     let result = app.result(&id).await;
     assert!(result["credentials"]["password"].is_string(), "{result}");
     app.stop().await;
 }
 
-#[tokio::test]
-async fn attempts_are_bounded_by_max_attempts() {
-    let app = TestApp::start_with(|c| c.max_attempts = 3).await;
+both_backends!(attempts_are_bounded_by_max_attempts);
+async fn attempts_are_bounded_by_max_attempts(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.max_attempts = 3).await;
     app.sandbox.ctl("namespaces-add", "fail", "10 1 Get \"https://10.0.0.1:6443/api\": dial tcp 10.0.0.1:6443: connect: connection refused");
     let id = app.bootstrap(json!({"username": "alice"})).await;
     let status = app.wait_final(&id).await;
@@ -58,9 +55,9 @@ async fn attempts_are_bounded_by_max_attempts() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn permanent_failure_stops_the_job_with_the_cli_message_and_skips_the_rest() {
-    let app = TestApp::start_with(|c| c.everest_rbac_apply_cmd = None).await;
+both_backends!(permanent_failure_stops_the_job_with_the_cli_message_and_skips_the_rest);
+async fn permanent_failure_stops_the_job_with_the_cli_message_and_skips_the_rest(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.everest_rbac_apply_cmd = None).await;
     std::fs::create_dir_all(app.sandbox.state().join("namespaces")).unwrap();
     std::fs::write(app.sandbox.state().join("namespaces/alice"), "unmanaged\n").unwrap();
     let id = app.bootstrap(json!({"username": "alice"})).await;
@@ -89,9 +86,9 @@ async fn permanent_failure_stops_the_job_with_the_cli_message_and_skips_the_rest
     app.stop().await;
 }
 
-#[tokio::test]
-async fn existing_account_and_managed_namespace_count_as_existed() {
-    let app = TestApp::start().await;
+both_backends!(existing_account_and_managed_namespace_count_as_existed);
+async fn existing_account_and_managed_namespace_count_as_existed(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     for dir in ["users", "namespaces"] {
         std::fs::create_dir_all(app.sandbox.state().join(dir)).unwrap();
     }
@@ -119,9 +116,9 @@ async fn existing_account_and_managed_namespace_count_as_existed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_hanging_cli_is_killed_at_the_timeout_with_its_children() {
-    let app = TestApp::start_with(|c| {
+both_backends!(a_hanging_cli_is_killed_at_the_timeout_with_its_children);
+async fn a_hanging_cli_is_killed_at_the_timeout_with_its_children(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
         c.subprocess_timeout = 1;
         c.max_attempts = 2;
     })
@@ -137,13 +134,8 @@ async fn a_hanging_cli_is_killed_at_the_timeout_with_its_children() {
             .unwrap()
             .contains("timed out")
     );
-    assert_eq!(
-        app.db_scalar(&format!(
-            "SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND outcome='timed_out'"
-        ))
-        .await,
-        2
-    );
+    let timed_out = app.attempts(&id, &[("outcome", "timed_out")]).await;
+    assert_eq!(timed_out.len(), 2);
     app.sandbox.clear_ctl("accounts-create", "hang");
 
     // A CLI that leaves a grandchild holding stdout open: the step ends, the grandchild dies.
@@ -165,9 +157,9 @@ async fn a_hanging_cli_is_killed_at_the_timeout_with_its_children() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn floods_garbage_and_signals_give_bounded_clear_results() {
-    let app = TestApp::start_with(|c| {
+both_backends!(floods_garbage_and_signals_give_bounded_clear_results);
+async fn floods_garbage_and_signals_give_bounded_clear_results(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
         c.max_output_chars = 1000;
         c.max_attempts = 1;
     })
@@ -203,9 +195,12 @@ async fn floods_garbage_and_signals_give_bounded_clear_results() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_missing_binary_is_a_permanent_clear_error() {
-    let app = TestApp::start_with(|c| c.kubectl_bin = "kubectl-that-does-not-exist".into()).await;
+both_backends!(a_missing_binary_is_a_permanent_clear_error);
+async fn a_missing_binary_is_a_permanent_clear_error(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
+        c.kubectl_bin = "kubectl-that-does-not-exist".into()
+    })
+    .await;
     let id = app.bootstrap(json!({"username": "alice"})).await;
     let status = app.wait_final(&id).await;
     assert_eq!(status["status"], "failed");
@@ -222,9 +217,11 @@ async fn a_missing_binary_is_a_permanent_clear_error() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn rbac_policy_goes_through_the_configured_command_only_after_the_other_steps() {
-    let sandbox = common::Sandbox::new();
+both_backends!(rbac_policy_goes_through_the_configured_command_only_after_the_other_steps);
+async fn rbac_policy_goes_through_the_configured_command_only_after_the_other_steps(
+    backend: Backend,
+) {
+    let sandbox = common::Sandbox::on(backend).await;
     let cmd = format!("{} --file {{file}}", sandbox.bin("rbac-apply"));
     let app = TestApp::start_in(sandbox, |c| c.everest_rbac_apply_cmd = Some(cmd)).await;
     let id = app
@@ -254,9 +251,9 @@ async fn rbac_policy_goes_through_the_configured_command_only_after_the_other_st
     app.stop().await;
 }
 
-#[tokio::test]
-async fn passwords_never_reach_status_results_or_stored_records() {
-    let app = TestApp::start().await;
+both_backends!(passwords_never_reach_status_results_or_stored_records);
+async fn passwords_never_reach_status_results_or_stored_records(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let given = "Given-Pass_123!";
     app.sandbox.ctl(
         "accounts-create",
@@ -284,7 +281,7 @@ async fn passwords_never_reach_status_results_or_stored_records() {
     for (secret, job) in [(given, &id), (generated.as_str(), &generated_id)] {
         let (_, status) = app.get_json(&format!("/jobs/{job}")).await;
         assert!(!status.to_string().contains(secret));
-        let stored = common::stored_text(&app.sandbox.db()).await;
+        let stored = app.stored_text().await;
         assert!(
             !stored.contains(secret),
             "{secret} is stored outside job_secrets"
@@ -292,21 +289,27 @@ async fn passwords_never_reach_status_results_or_stored_records() {
     }
     assert!(!result.to_string().contains(given));
     // The failing attempt's stderr had the password in it: its line was withheld.
-    assert_eq!(app.db_scalar(&format!("SELECT COUNT(*) FROM step_attempts WHERE job_id='{id}' AND stderr LIKE '%[line withheld: it contained a secret]%'")).await, 1);
+    let withheld: Vec<Value> = app
+        .attempts(&id, &[])
+        .await
+        .into_iter()
+        .filter(|a| {
+            a["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("[line withheld: it contained a secret]")
+        })
+        .collect();
+    assert_eq!(withheld.len(), 1);
     // A password the client chose is erased once the job succeeded.
-    assert_eq!(
-        app.db_scalar(&format!(
-            "SELECT COUNT(*) FROM job_secrets WHERE job_id='{id}' AND password IS NULL"
-        ))
-        .await,
-        1
-    );
+    let erased = format!("job_id = '{id}' AND password IS NULL");
+    assert_eq!(app.count("job_secrets", &erased).await, 1);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn generated_credentials_expire() {
-    let app = TestApp::start_with(|c| c.credentials_ttl_seconds = 1).await;
+both_backends!(generated_credentials_expire);
+async fn generated_credentials_expire(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.credentials_ttl_seconds = 1).await;
     let id = app.bootstrap(json!({"username": "alice"})).await;
     app.wait_final(&id).await;
     assert!(app.result(&id).await["credentials"]["password"].is_string());
@@ -317,17 +320,13 @@ async fn generated_credentials_expire() {
         json!({"username": "alice", "password": null, "generated": true, "expired": true})
     );
     // The purge erased it from the database too.
-    assert_eq!(
-        app.db_scalar("SELECT COUNT(*) FROM job_secrets WHERE password IS NOT NULL")
-            .await,
-        0
-    );
+    assert_eq!(app.count("job_secrets", "password IS NOT NULL").await, 0);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn older_everestctl_gets_the_legacy_mysql_flag() {
-    let app = TestApp::start().await;
+both_backends!(older_everestctl_gets_the_legacy_mysql_flag);
+async fn older_everestctl_gets_the_legacy_mysql_flag(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     app.sandbox.ctl(
         "namespaces-add",
         "fail",

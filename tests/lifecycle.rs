@@ -1,13 +1,21 @@
 //! The tenant lifecycle after bootstrap: passwords, quotas, operators, suspension and
-//! resumption through the RBAC ConfigMap, deletion, and the managed-namespace listing.
+//! resumption through the RBAC ConfigMap, deletion, and the managed-namespace listing; each test
+//! on both backends.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{KEY, TestApp};
+use common::{Backend, KEY, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// How many jobs `GET /jobs` lists.
+async fn job_count(app: &TestApp) -> usize {
+    let (status, v) = app.get_json("/jobs?limit=500").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["items"].as_array().unwrap().len()
+}
 
 fn policy(app: &TestApp) -> String {
     std::fs::read_to_string(app.sandbox.state().join("rbac/policy.csv")).unwrap_or_default()
@@ -58,9 +66,9 @@ async fn expect_422(app: &TestApp, path: &str, body: Value, field: &str) {
     assert!(fields.iter().any(|f| f == field), "{path} {body}: {v}");
 }
 
-#[tokio::test]
-async fn set_password_with_given_and_generated_passwords() {
-    let app = TestApp::start().await;
+both_backends!(set_password_with_given_and_generated_passwords);
+async fn set_password_with_given_and_generated_passwords(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     run_ok(
         &app,
         "/bootstrap/users",
@@ -97,11 +105,7 @@ async fn set_password_with_given_and_generated_passwords() {
             .trim(),
         generated
     );
-    assert!(
-        !common::stored_text(&app.sandbox.db())
-            .await
-            .contains("Second-pass2")
-    );
+    assert!(!app.stored_text().await.contains("Second-pass2"));
 
     let status = run_failed(
         &app,
@@ -135,9 +139,9 @@ async fn set_password_with_given_and_generated_passwords() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn resources_are_reapplied_only_to_managed_namespaces() {
-    let app = TestApp::start().await;
+both_backends!(resources_are_reapplied_only_to_managed_namespaces);
+async fn resources_are_reapplied_only_to_managed_namespaces(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     run_ok(&app, "/bootstrap/users", json!({"username": "alice"})).await;
     let body = json!({"namespace": "alice", "resources": {"cpu_cores": 8, "ram_mb": 16384, "disk_gb": 200, "max_databases": 4}});
     let result = run_ok(&app, "/namespaces/resources", body).await;
@@ -184,9 +188,9 @@ async fn resources_are_reapplied_only_to_managed_namespaces() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn operators_are_added_with_all_three_flags_explicit() {
-    let app = TestApp::start().await;
+both_backends!(operators_are_added_with_all_three_flags_explicit);
+async fn operators_are_added_with_all_three_flags_explicit(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     run_ok(&app, "/bootstrap/users", json!({"username": "alice"})).await;
     run_ok(
         &app,
@@ -232,9 +236,9 @@ async fn operators_are_added_with_all_three_flags_explicit() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn suspend_removes_exactly_the_users_lines_and_resume_puts_them_back() {
-    let app = TestApp::start().await;
+both_backends!(suspend_removes_exactly_the_users_lines_and_resume_puts_them_back);
+async fn suspend_removes_exactly_the_users_lines_and_resume_puts_them_back(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     std::fs::create_dir_all(app.sandbox.state().join("rbac")).unwrap();
     let original = "# Everest RBAC\ng, admin, role:admin\n\n# team leads\np,   role:lead, namespaces, read, *\ng, carol, role:lead\n";
     std::fs::write(app.sandbox.state().join("rbac/policy.csv"), original).unwrap();
@@ -314,9 +318,9 @@ async fn suspend_removes_exactly_the_users_lines_and_resume_puts_them_back() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn suspension_needs_the_configmap_mode() {
-    let app = TestApp::start_with(|c| c.rbac_mode = "skip".into()).await;
+both_backends!(suspension_needs_the_configmap_mode);
+async fn suspension_needs_the_configmap_mode(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.rbac_mode = "skip".into()).await;
     for path in ["/accounts/suspend", "/accounts/resume"] {
         let r = app.post(path, &json!({"username": "alice"})).await;
         assert_eq!(r.status(), StatusCode::CONFLICT, "{path}");
@@ -329,13 +333,15 @@ async fn suspension_needs_the_configmap_mode() {
                 .contains("RBAC_MODE=configmap")
         );
     }
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(job_count(&app).await, 0);
     app.stop().await;
 }
 
-#[tokio::test]
-async fn rbac_conflicts_are_retried_and_invalid_or_unreadable_policies_never_written() {
-    let app = TestApp::start().await;
+both_backends!(rbac_conflicts_are_retried_and_invalid_or_unreadable_policies_never_written);
+async fn rbac_conflicts_are_retried_and_invalid_or_unreadable_policies_never_written(
+    backend: Backend,
+) {
+    let app = TestApp::start_on(backend).await;
     std::fs::create_dir_all(app.sandbox.state().join("ctl")).unwrap();
     std::fs::write(app.sandbox.state().join("ctl/rbac-concurrent-writer"), "2").unwrap();
     let result = run_ok(&app, "/bootstrap/users", json!({"username": "alice"})).await;
@@ -390,9 +396,9 @@ async fn rbac_conflicts_are_retried_and_invalid_or_unreadable_policies_never_wri
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_large_policy_is_read_whole_even_with_a_small_output_cap() {
-    let app = TestApp::start_with(|c| c.max_output_chars = 200).await;
+both_backends!(a_large_policy_is_read_whole_even_with_a_small_output_cap);
+async fn a_large_policy_is_read_whole_even_with_a_small_output_cap(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| c.max_output_chars = 200).await;
     for i in 0..4 {
         run_ok(
             &app,
@@ -411,9 +417,9 @@ async fn a_large_policy_is_read_whole_even_with_a_small_output_cap() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn delete_removes_namespace_rbac_and_account() {
-    let app = TestApp::start().await;
+both_backends!(delete_removes_namespace_rbac_and_account);
+async fn delete_removes_namespace_rbac_and_account(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     run_ok(&app, "/bootstrap/users", json!({"username": "alice"})).await;
     let result = run_ok(&app, "/accounts/delete", json!({"username": "alice"})).await;
     let names: Vec<_> = result["steps"]
@@ -455,9 +461,11 @@ async fn delete_removes_namespace_rbac_and_account() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn delete_passes_keep_and_force_only_when_asked_and_reports_running_databases() {
-    let app = TestApp::start().await;
+both_backends!(delete_passes_keep_and_force_only_when_asked_and_reports_running_databases);
+async fn delete_passes_keep_and_force_only_when_asked_and_reports_running_databases(
+    backend: Backend,
+) {
+    let app = TestApp::start_on(backend).await;
     run_ok(&app, "/bootstrap/users", json!({"username": "alice"})).await;
     let ns_file = app.sandbox.state().join("namespaces/alice");
     let content = std::fs::read_to_string(&ns_file).unwrap();
@@ -498,9 +506,9 @@ async fn delete_passes_keep_and_force_only_when_asked_and_reports_running_databa
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_rerun_after_an_interruption_counts_missing_as_done() {
-    let app = TestApp::start_with(|c| {
+both_backends!(a_rerun_after_an_interruption_counts_missing_as_done);
+async fn a_rerun_after_an_interruption_counts_missing_as_done(backend: Backend) {
+    let app = TestApp::start_on_with(backend, |c| {
         c.retry_base_seconds = 1.0;
         c.retry_max_seconds = 1.0;
     })
@@ -539,9 +547,9 @@ async fn a_rerun_after_an_interruption_counts_missing_as_done() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn managed_namespaces_are_listed() {
-    let app = TestApp::start().await;
+both_backends!(managed_namespaces_are_listed);
+async fn managed_namespaces_are_listed(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     run_ok(
         &app,
         "/bootstrap/users",
@@ -574,9 +582,9 @@ async fn managed_namespaces_are_listed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn dry_runs_of_lifecycle_jobs_queue_nothing() {
-    let app = TestApp::start().await;
+both_backends!(dry_runs_of_lifecycle_jobs_queue_nothing);
+async fn dry_runs_of_lifecycle_jobs_queue_nothing(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let r = app
         .client
         .post(app.url("/accounts/delete?dry_run=true"))
@@ -616,6 +624,6 @@ async fn dry_runs_of_lifecycle_jobs_queue_nothing() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert!(!v.to_string().contains("Secret-pass9"));
-    assert_eq!(app.db_scalar("SELECT COUNT(*) FROM jobs").await, 0);
+    assert_eq!(job_count(&app).await, 0);
     app.stop().await;
 }

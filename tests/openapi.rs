@@ -1,11 +1,11 @@
 //! `GET /openapi.json`: a valid OpenAPI 3.1 document that lists exactly the routes the router
-//! serves, with their status codes.
+//! serves, with their status codes; on both backends.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{KEY, TestApp};
+use common::{Backend, KEY, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -64,9 +64,9 @@ const ROUTES: &[(&str, &str, &[u16])] = &[
     ("get", "/openapi.json", &[200, 401, 429]),
 ];
 
-#[tokio::test]
-async fn the_document_lists_every_route_with_its_status_codes() {
-    let app = TestApp::start().await;
+both_backends!(the_document_lists_every_route_with_its_status_codes);
+async fn the_document_lists_every_route_with_its_status_codes(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let r = app
         .client
         .get(app.url("/openapi.json"))
@@ -146,9 +146,9 @@ async fn the_document_lists_every_route_with_its_status_codes() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_documented_route_is_served() {
-    let app = TestApp::start().await;
+both_backends!(every_documented_route_is_served);
+async fn every_documented_route_is_served(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let (_, doc) = app.get_json("/openapi.json").await;
     for (path, item) in doc["paths"].as_object().unwrap() {
         let url = app.url(&path.replace("{id}", "00000000-0000-7000-8000-000000000000"));
@@ -173,10 +173,10 @@ async fn every_documented_route_is_served() {
     app.stop().await;
 }
 
+both_backends!(states_are_enums_in_the_document);
 /// The document lists the states the API answers with, once, as enums.
-#[tokio::test]
-async fn states_are_enums_in_the_document() {
-    let app = TestApp::start().await;
+async fn states_are_enums_in_the_document(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let (_, doc) = app.get_json("/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
     // A property is the enum itself or a reference to it.

@@ -1,10 +1,10 @@
 //! Secrets in command output: checks run on the output as printed, while what is stored and
 //! shown has every line that contains one of the job's secrets withheld whole, whichever step
-//! printed it.
+//! printed it. Each test on both backends.
 
 mod common;
 
-use common::{TestApp, stored_text};
+use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
 const WITHHELD: &str = "[line withheld: it contained a secret]";
@@ -37,9 +37,9 @@ async fn outputs(app: &TestApp, id: &str, step: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_password_equal_to_the_username_does_not_break_the_confirmation() {
-    let app = TestApp::start().await;
+both_backends!(a_password_equal_to_the_username_does_not_break_the_confirmation);
+async fn a_password_equal_to_the_username_does_not_break_the_confirmation(backend: Backend) {
+    let app = TestApp::start_on(backend).await;
     let id = app
         .bootstrap(json!({"username": "secuser5", "password": "secuser5", "namespace": "team5"}))
         .await;
@@ -57,9 +57,11 @@ async fn a_password_equal_to_the_username_does_not_break_the_confirmation() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_password_that_is_a_word_of_the_confirmation_neither_breaks_it_nor_shows() {
-    let app = TestApp::start().await;
+both_backends!(a_password_that_is_a_word_of_the_confirmation_neither_breaks_it_nor_shows);
+async fn a_password_that_is_a_word_of_the_confirmation_neither_breaks_it_nor_shows(
+    backend: Backend,
+) {
+    let app = TestApp::start_on(backend).await;
     let id = app
         .bootstrap(json!({"username": "bob", "password": "successfully", "namespace": "bob"}))
         .await;
@@ -71,12 +73,20 @@ async fn a_password_that_is_a_word_of_the_confirmation_neither_breaks_it_nor_sho
     assert!(!shown.contains("successfully"), "{shown}");
     assert!(!shown.contains("has been created ********"), "{shown}");
     let sandbox = app.stop().await;
-    assert!(!stored_text(&sandbox.db()).await.contains("successfully"));
+    assert!(
+        !sandbox
+            .database()
+            .stored_text()
+            .await
+            .contains("successfully")
+    );
 }
 
-#[tokio::test]
-async fn a_password_printed_by_another_step_is_withheld_from_outputs_and_error_details() {
-    let app = TestApp::start().await;
+both_backends!(a_password_printed_by_another_step_is_withheld_from_outputs_and_error_details);
+async fn a_password_printed_by_another_step_is_withheld_from_outputs_and_error_details(
+    backend: Backend,
+) {
+    let app = TestApp::start_on(backend).await;
     let password = "Echoed-Pass-4711";
     // `namespaces add` runs without the password, yet prints it in its failure.
     app.sandbox.ctl(
@@ -105,5 +115,5 @@ async fn a_password_printed_by_another_step_is_withheld_from_outputs_and_error_d
     .unwrap();
     assert!(history.to_string().contains(WITHHELD), "{history}");
     let sandbox = app.stop().await;
-    assert!(!stored_text(&sandbox.db()).await.contains(password));
+    assert!(!sandbox.database().stored_text().await.contains(password));
 }

@@ -52,16 +52,26 @@ impl Database {
 /// run here and `EVERESTCTL_TEST_PG` is not `require`. Panics if PostgreSQL is there but its
 /// cluster does not start.
 pub async fn database(test: &str) -> Option<Database> {
-    let bin = bin_dir();
-    if let Err(reason) = runnable(&bin, is_root()) {
-        skip_or_fail(test, &reason, required());
+    if !available(test) {
         return None;
     }
     let cluster = CLUSTER
-        .get_or_init(|| Cluster::start(&bin))
+        .get_or_init(|| Cluster::start(&bin_dir()))
         .as_ref()
         .unwrap_or_else(|e| panic!("the PostgreSQL test cluster did not start: {e}"));
     Some(cluster.create_database(test).await)
+}
+
+/// Whether PostgreSQL can run here; if not, reports `test` as [`database`] does (a skip on
+/// stderr, or with `EVERESTCTL_TEST_PG=require` a panic). Starts nothing.
+pub fn available(test: &str) -> bool {
+    match runnable(&bin_dir(), is_root()) {
+        Ok(()) => true,
+        Err(reason) => {
+            skip_or_fail(test, &reason, required());
+            false
+        }
+    }
 }
 
 /// Why PostgreSQL tests cannot run with the binaries in `bin` (or `Ok` when they can).

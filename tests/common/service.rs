@@ -17,7 +17,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The binary with a clean environment: the sandbox's fakes, database and fast retries.
+/// The binary with a clean environment: the sandbox's fakes, database (on the sandbox's
+/// backend) and fast retries.
 pub fn command(sandbox: &Sandbox) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
@@ -28,14 +29,15 @@ pub fn command(sandbox: &Sandbox) -> Command {
         .env("HOME", sandbox.path())
         .env("ADMIN_API_KEYS", format!("ops:{KEY}"))
         .env("BIND_ADDR", "127.0.0.1")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", sandbox.db().display()),
-        )
+        .env("DATABASE_URL", sandbox.database_url())
         .env("RETRY_BASE_SECONDS", "0.05")
         .env("RETRY_MAX_SECONDS", "0.2")
         .env("KILL_GRACE_SECONDS", "1")
         .env("LEASE_SECONDS", "30");
+    let private = sandbox.private_tmp_dir();
+    if !private.is_empty() {
+        cmd.env("PRIVATE_TMP_DIR", private);
+    }
     cmd
 }
 
