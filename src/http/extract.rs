@@ -49,7 +49,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     }
 }
 
-fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+/// Parses a JSON body with the errors of [`AppJson`] (the dashboard's forms come through here
+/// too, turned into the JSON body the API would get).
+pub(super) fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     // The whole body is checked for syntax first: a typed parse stops at the first wrong type,
     // so `{"username":5 BROKEN` would otherwise be a 422 instead of malformed JSON.
     let syntax: serde_json::Value = serde_json::from_slice(raw).map_err(|e| malformed(&e))?;

@@ -58,6 +58,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let body = json!({"error": "shutting_down", "detail": "the service is shutting down"});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    let Readiness { checks, failing } = readiness(&state).await;
+    if failing.is_empty() {
+        return Json(json!({"status": "ready", "checks": checks})).into_response();
+    }
+    let detail = format!("failing checks: {}", failing.join(", "));
+    let body = json!({"error": "not_ready", "detail": detail, "checks": checks});
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// What `/readyz` checks: each check `ok` or what failed (never a path), and the failing ones.
+pub(super) struct Readiness {
+    pub checks: Map<String, Value>,
+    pub failing: Vec<&'static str>,
+}
+
+/// Checks the database (bounded by [`DATABASE_CHECK`]) and both binaries. `/readyz` and the
+/// dashboard's overview.
+pub(super) async fn readiness(state: &AppState) -> Readiness {
     let mut checks = Map::new();
     let mut failing = Vec::new();
     // Bounded below a probe's usual timeout, so that a database that does not answer (or a
@@ -92,10 +110,5 @@ async fn readyz(State(state): State<AppState>) -> Response {
         };
         checks.insert(name.into(), json!(check));
     }
-    if failing.is_empty() {
-        return Json(json!({"status": "ready", "checks": checks})).into_response();
-    }
-    let detail = format!("failing checks: {}", failing.join(", "));
-    let body = json!({"error": "not_ready", "detail": detail, "checks": checks});
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    Readiness { checks, failing }
 }

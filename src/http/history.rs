@@ -18,8 +18,9 @@ use crate::domain::{AttemptOutcome, ErrorKind, JobKind, JobStatus, Username};
 use crate::store::{AttemptRecord, Cursor, EventRecord, JobFilter, JobRecord};
 
 const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
-const LIST_PARAMS: &[&str] = &[
+pub(super) const MAX_LIMIT: u32 = 500;
+/// The query parameters of `GET /jobs`.
+pub(super) const LIST_PARAMS: &[&str] = &[
     "status",
     "kind",
     "username",
@@ -133,20 +134,11 @@ async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Json<JobListBody>, ApiError> {
     let params = extract::query(q.as_deref(), LIST_PARAMS)?;
-    let filter = filter(&params)?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}"
-                ))
-            })?,
-    };
-    let after = params.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+    let ListRequest {
+        filter,
+        after,
+        limit,
+    } = list_request(&params)?;
     let page = state
         .store
         .list_jobs(&filter, after.as_ref(), limit)
@@ -181,6 +173,37 @@ async fn history(
         events: h.events.into_iter().map(event).collect(),
         attempts: h.attempts.into_iter().map(attempt).collect(),
     }))
+}
+
+/// What a `GET /jobs` query asks for.
+pub(super) struct ListRequest {
+    pub filter: JobFilter,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// The filters, cursor and page size of a `GET /jobs` query (400 for a bad one): the job list
+/// of the API and of the dashboard.
+pub(super) fn list_request(params: &HashMap<String, String>) -> Result<ListRequest, ApiError> {
+    let filter = filter(params)?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let after = params.get("cursor").map(|c| decode_cursor(c)).transpose()?;
+    Ok(ListRequest {
+        filter,
+        after,
+        limit,
+    })
 }
 
 /// A job of the list: its status without steps, plus whom it is about.
@@ -312,7 +335,7 @@ fn timestamp(name: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 /// The cursor is opaque to clients: hex of `<created_at ms>:<job id>`.
-fn encode_cursor(c: &Cursor) -> String {
+pub(super) fn encode_cursor(c: &Cursor) -> String {
     hex::encode(format!("{}:{}", c.created_at, c.id))
 }
 

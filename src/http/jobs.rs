@@ -39,12 +39,12 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The job id in its canonical form; a path segment that is not a UUID names no job.
-fn job_id(id: &str) -> Result<String, ApiError> {
+pub(super) fn job_id(id: &str) -> Result<String, ApiError> {
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?;
     Ok(uuid.to_string())
 }
 
-async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+pub(super) async fn find(state: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     let job = state.store.job(&job_id(id)?).await?;
     job.ok_or_else(|| not_found(id))
 }
@@ -101,7 +101,7 @@ async fn status(
 }
 
 /// The job and its steps, read together.
-async fn find_with_steps(
+pub(super) async fn find_with_steps(
     state: &AppState,
     id: &str,
 ) -> Result<(JobRecord, Vec<StepRecord>), ApiError> {
@@ -123,9 +123,20 @@ async fn cancel(
     Extension(caller): Extension<Caller>,
     extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id).await?;
+    let id = cancel_job(&state, &caller, &id).await?;
+    accepted_status(&state, &id).await
+}
+
+/// Cancels the job (at once when queued; a running one is flagged for its worker) as `caller`;
+/// returns the job's id. `POST /jobs/{id}/cancel` and the dashboard.
+pub(super) async fn cancel_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<String, ApiError> {
+    let job = find(state, id).await?;
     match state.store.request_cancel(&job.id, &caller.name).await? {
-        CancelOutcome::NotFound => Err(not_found(&id)),
+        CancelOutcome::NotFound => Err(not_found(id)),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::AlreadyFinished { status }),
         CancelOutcome::Canceled => {
             let waited = u64::try_from(crate::store::now_ms() - job.created_at).unwrap_or(0);
@@ -134,9 +145,9 @@ async fn cancel(
                 JobStatus::Canceled,
                 Duration::from_millis(waited),
             );
-            accepted_status(&state, &job.id).await
+            Ok(job.id)
         }
-        CancelOutcome::Requested => accepted_status(&state, &job.id).await,
+        CancelOutcome::Requested => Ok(job.id),
     }
 }
 
@@ -148,19 +159,30 @@ async fn retry(
     Extension(caller): Extension<Caller>,
     extract::AppPath(id): extract::AppPath<String>,
 ) -> Result<Response, ApiError> {
+    let id = retry_job(&state, &caller, &id).await?;
+    accepted_status(&state, &id).await
+}
+
+/// Queues a failed or canceled job again as `caller`; returns the job's id.
+/// `POST /jobs/{id}/retry` and the dashboard.
+pub(super) async fn retry_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<String, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    let job = find(&state, &id).await?;
+    let job = find(state, id).await?;
     match state.store.retry(&job.id, &caller.name).await? {
-        RetryOutcome::NotFound => Err(not_found(&id)),
+        RetryOutcome::NotFound => Err(not_found(id)),
         RetryOutcome::NotRetryable(status) if status == JobStatus::Succeeded => {
             Err(ApiError::AlreadyFinished { status })
         }
         RetryOutcome::NotRetryable(status) => Err(ApiError::NotFinished { status }),
         RetryOutcome::Requeued => {
             state.wake.notify_one();
-            accepted_status(&state, &job.id).await
+            Ok(job.id)
         }
     }
 }
@@ -188,7 +210,10 @@ async fn result(
     response
 }
 
-async fn job_result(
+/// The result body of a finished job for `caller`; a generated password in it is recorded as
+/// read (`credentials_read`) before it is returned. `GET /jobs/{id}/result` and the
+/// dashboard's reveal.
+pub(super) async fn job_result(
     state: &AppState,
     caller: &Caller,
     request_id: &RequestId,
@@ -220,4 +245,4 @@ async fn job_result(
 }
 
 /// The `withheld` reason of a password a read-only key does not see.
-const WITHHELD_FROM_READ_ONLY: &str = "read-only key";
+pub(super) const WITHHELD_FROM_READ_ONLY: &str = "read-only key";

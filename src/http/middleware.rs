@@ -225,7 +225,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 /// Counts a failure from `ip`, and logs once per window when the address reaches the limit
 /// (with the address only: neither the presented key nor any part of it).
-fn count_failure(state: &AppState, ip: IpAddr, now: Instant) {
+pub(super) fn count_failure(state: &AppState, ip: IpAddr, now: Instant) {
     if state.auth_throttle.failed(ip, now) == Failure::LimitReached {
         tracing::warn!(
             client = %throttle::bucket(ip),

@@ -11,6 +11,7 @@ mod history;
 mod jobs;
 mod middleware;
 pub mod openapi;
+mod plans;
 mod submit;
 mod tenants;
 pub mod throttle;

@@ -106,12 +106,40 @@ fn request_hash(secret: &IdempotencySecret, route: &str, raw: &[u8]) -> String {
     hex::encode(h.finalize().into_bytes())
 }
 
+/// A job stored (or found again by its idempotency key).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: String,
+    pub kind: String,
+    pub status: JobStatus,
+    /// The same key and body were sent before: this is that job.
+    pub replayed: bool,
+}
+
 /// Stores the job (answering 202 only after the commit) or resolves its idempotency key.
 pub async fn store_job(
     state: &AppState,
     sub: Submission<'_>,
     plan: Plan,
 ) -> Result<Response, ApiError> {
+    let stored = store(state, sub, plan).await?;
+    let body = Json(views::accepted(&stored.id, &stored.kind, stored.status));
+    let mut response = if stored.replayed {
+        let mut response = body.into_response();
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+    } else {
+        (StatusCode::ACCEPTED, body).into_response()
+    };
+    set_location(&mut response, &stored.id);
+    Ok(response)
+}
+
+/// Stores the job, returning once it is committed, or resolves its idempotency key: what
+/// `POST` of every job route and the dashboard's forms do.
+pub async fn store(state: &AppState, sub: Submission<'_>, plan: Plan) -> Result<Stored, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
@@ -143,23 +171,21 @@ pub async fn store_job(
             crate::telemetry::job_submitted(&job.kind);
             state.wake.notify_one();
             tracing::info!(job.id = %id, job.kind = %job.kind, submitted_by = %job.submitted_by, request_id = %job.request_id, "job accepted");
-            let mut response = (
-                StatusCode::ACCEPTED,
-                Json(views::accepted(&id, &job.kind, JobStatus::Queued)),
-            )
-                .into_response();
-            set_location(&mut response, &id);
-            Ok(response)
+            Ok(Stored {
+                id,
+                kind: job.kind,
+                status: JobStatus::Queued,
+                replayed: false,
+            })
         }
         Submitted::Replayed(id) => {
             let original = state.store.job(&id).await?.ok_or(ApiError::Internal)?;
-            let mut response =
-                Json(views::accepted(&id, &original.kind, original.status)).into_response();
-            set_location(&mut response, &id);
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
+            Ok(Stored {
+                id,
+                kind: original.kind,
+                status: original.status,
+                replayed: true,
+            })
         }
         Submitted::Conflict(job_id) => Err(ApiError::IdempotencyConflict { job_id }),
         Submitted::Unverifiable(job_id) => Err(ApiError::IdempotencyUnverifiable { job_id }),

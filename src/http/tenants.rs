@@ -12,11 +12,9 @@ use utoipa_axum::routes;
 
 use super::extract::{self, AppJson};
 use super::submit::{self, SubmitContext};
-use super::{ApiError, AppState};
-use crate::config::RbacMode;
+use super::{ApiError, AppState, plans};
 use crate::domain::{
-    AddOperatorsRequest, DeleteUserRequest, SetPasswordRequest, UpdateResourcesRequest,
-    UserRequest, resume_plan,
+    AddOperatorsRequest, DeleteUserRequest, SetPasswordRequest, UpdateResourcesRequest, UserRequest,
 };
 use crate::passthrough;
 
@@ -70,20 +68,6 @@ async fn add_operators(
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
-/// Suspension and resumption only exist as RBAC edits (Everest has no CLI to disable an
-/// account), so they are refused up front when this service does not edit the RBAC ConfigMap.
-fn require_rbac_configmap(state: &AppState, what: &str) -> Result<(), ApiError> {
-    if state.settings.rbac == RbacMode::ConfigMap {
-        return Ok(());
-    }
-    Err(ApiError::Conflict {
-        code: "rbac_unavailable",
-        detail: format!(
-            "{what} works through Everest RBAC and needs RBAC_MODE=configmap (without EVEREST_RBAC_APPLY_CMD)"
-        ),
-    })
-}
-
 #[utoipa::path(post, path = "/accounts/suspend", tag = "tenants", summary = "Suspend a user (removes its RBAC bindings)", request_body = UserRequest,
     params(SubmitQuery, SubmitHeaders), responses(SubmitResponses))]
 async fn suspend(
@@ -91,8 +75,7 @@ async fn suspend(
     ctx: SubmitContext,
     body: AppJson<UserRequest>,
 ) -> Result<Response, ApiError> {
-    let plan = body.value.suspend().map_err(ApiError::Validation)?;
-    require_rbac_configmap(&state, "suspending a user")?;
+    let plan = plans::suspend(&state, body.value)?;
     submit::accept(&state, ctx, &body.raw, plan).await
 }
 
@@ -103,24 +86,8 @@ async fn resume(
     ctx: SubmitContext,
     body: AppJson<UserRequest>,
 ) -> Result<Response, ApiError> {
-    let username = body.value.username().map_err(ApiError::Validation)?;
-    require_rbac_configmap(&state, "resuming a user")?;
-    let Some((suspend_job, lines)) = state.store.latest_suspension(username.as_str()).await? else {
-        return Err(ApiError::Conflict {
-            code: "not_suspended",
-            detail: format!(
-                "no successful suspension of {} to resume",
-                username.as_str()
-            ),
-        });
-    };
-    submit::accept(
-        &state,
-        ctx,
-        &body.raw,
-        resume_plan(&username, lines, suspend_job),
-    )
-    .await
+    let plan = plans::resume(&state, body.value).await?;
+    submit::accept(&state, ctx, &body.raw, plan).await
 }
 
 #[utoipa::path(post, path = "/accounts/delete", tag = "tenants", summary = "Delete a tenant: namespace, RBAC, account", request_body = DeleteUserRequest,
