@@ -37,6 +37,7 @@ mod history;
 mod lease;
 mod model;
 mod notify;
+mod overview;
 pub mod postgres;
 mod rows;
 mod run;
@@ -55,6 +56,7 @@ pub use model::{
     AttemptRecord, Claimed, EventRecord, JobRecord, NewJob, RecordedCommand, SecretRecord,
     StepRecord,
 };
+pub use overview::{JobCounts, OldestQueued};
 pub use run::{AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Started, StepEnd, Then};
 pub use secrets::{IdempotencySecret, WalTruncation};
 pub use submit::Submitted;
@@ -209,6 +211,17 @@ impl Store {
     /// Everything recorded about one job, in one snapshot.
     pub async fn history(&self, job_id: &str) -> Result<Option<History>> {
         on_backend!(self, b => b.history(job_id).await)
+    }
+
+    /// How many jobs there are of each status and of each kind, in one snapshot. This reads an
+    /// index entry of every job (about 0.1 s per million on SQLite): cache it.
+    pub async fn job_counts(&self) -> Result<JobCounts> {
+        on_backend!(self, b => b.job_counts().await)
+    }
+
+    /// The queued job created first, `(id, created_at)`: one index entry.
+    pub async fn oldest_queued(&self) -> Result<OldestQueued> {
+        on_backend!(self, b => b.oldest_queued().await)
     }
 
     /// How many jobs are queued and how many are running.

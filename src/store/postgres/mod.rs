@@ -14,6 +14,7 @@ mod lease;
 mod listen;
 mod locks;
 mod maintenance;
+mod overview;
 mod read;
 mod run;
 mod submit;

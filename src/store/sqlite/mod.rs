@@ -13,6 +13,7 @@ mod history;
 mod instance;
 mod lease;
 mod locks;
+mod overview;
 mod prune;
 mod read;
 mod readers;
