@@ -221,6 +221,12 @@ pub fn hint(key: &str) -> &'static str {
             "Use 0 (derived from the open-file limit) or a whole number up to 1000000"
         }
         "auth_failure_limit" => "Use a whole number of failures; 0 turns throttling off",
+        "dashboard" => "Use true or false",
+        "dashboard_session_ttl_seconds" => "Use a whole number of seconds from 1 to 604800",
+        "dashboard_public_url" => {
+            "Use the dashboard's origin as the browser shows it, e.g. https://ops.example.com \
+             (scheme, host and port only); http:// only behind no TLS"
+        }
         _ => {
             "Use a whole number in the documented range (see the configuration table in README.md)"
         }

@@ -4,6 +4,7 @@
 //! values are extracted with figment and then validated once into [`Settings`], whose errors say
 //! which key is wrong and how to fix it.
 
+mod dashboard;
 pub mod keys;
 mod raw;
 
@@ -15,6 +16,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use crate::domain::{NamespacePolicy, Operators};
+pub use dashboard::{Dashboard, PublicOrigin};
 pub use keys::{ApiKey, Role};
 pub use raw::RawConfig;
 
@@ -82,6 +84,8 @@ pub struct Settings {
     /// The service's private folder (mode 0700, emptied at start) for the files it hands to
     /// commands, such as candidate RBAC policies.
     pub private_tmp_dir: PathBuf,
+    /// The operator dashboard at `/ui`; `None` when `DASHBOARD=false`.
+    pub dashboard: Option<Dashboard>,
 }
 
 /// A configuration error, phrased for the operator who has to fix it.

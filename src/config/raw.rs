@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dashboard::public_origin;
 use super::keys::{self, ApiKey, Role};
-use super::{ConfigError, Database, DatabaseUrl, LogFormat, RbacMode, Settings};
+use super::{ConfigError, Dashboard, Database, DatabaseUrl, LogFormat, RbacMode, Settings};
 use crate::domain::{NamespacePolicy, Operators};
 
 /// Environment variables read by the service (each is the upper-cased key).
@@ -49,6 +50,9 @@ pub const ENV_KEYS: &[&str] = &[
     "MAX_CONNECTIONS",
     "CLI_ENV_PASSTHROUGH",
     "PRIVATE_TMP_DIR",
+    "DASHBOARD",
+    "DASHBOARD_SESSION_TTL_SECONDS",
+    "DASHBOARD_PUBLIC_URL",
 ];
 
 /// Raw values; strings stay strings so that validation can explain what is wrong.
@@ -93,6 +97,9 @@ pub struct RawConfig {
     pub max_connections: usize,
     pub cli_env_passthrough: Option<String>,
     pub private_tmp_dir: String,
+    pub dashboard: bool,
+    pub dashboard_session_ttl_seconds: u64,
+    pub dashboard_public_url: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -133,6 +140,9 @@ impl Default for RawConfig {
             max_connections: 0,
             cli_env_passthrough: None,
             private_tmp_dir: String::new(),
+            dashboard: true,
+            dashboard_session_ttl_seconds: 28_800,
+            dashboard_public_url: None,
         }
     }
 }
@@ -299,7 +309,30 @@ impl RawConfig {
             max_connections: range("max_connections", self.max_connections, 0, 1_000_000)?,
             cli_env_passthrough: cli_env_passthrough(self.cli_env_passthrough.as_deref())?,
             private_tmp_dir: private_tmp_dir(&self.private_tmp_dir, &database)?,
+            dashboard: self.dashboard()?,
         })
+    }
+
+    /// `DASHBOARD`, `DASHBOARD_SESSION_TTL_SECONDS` and `DASHBOARD_PUBLIC_URL`, checked even
+    /// when the dashboard is off.
+    fn dashboard(&self) -> Result<Option<Dashboard>, ConfigError> {
+        let session_ttl = Duration::from_secs(range(
+            "dashboard_session_ttl_seconds",
+            self.dashboard_session_ttl_seconds,
+            1,
+            604_800,
+        )?);
+        let public_origin = self
+            .dashboard_public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| public_origin(u).map_err(|e| ConfigError::key("dashboard_public_url", e)))
+            .transpose()?;
+        Ok(self.dashboard.then_some(Dashboard {
+            session_ttl,
+            public_origin,
+        }))
     }
 
     fn api_keys(&self) -> Result<Vec<ApiKey>, ConfigError> {
