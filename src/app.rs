@@ -155,6 +155,7 @@ pub async fn serve(
     // On shutdown: refuse new jobs, stop claiming, let the worker drain while reads are still
     // served, and only then stop the HTTP server.
     let shutting_down = state.shutting_down.clone();
+    let streams = state.shutdown.clone();
     let drained = CancellationToken::new();
     let drained_signal = drained.clone();
     let stop_on_signal = stop.clone();
@@ -190,6 +191,7 @@ pub async fn serve(
     crate::server::serve(listener, router, limits, async move {
         shutdown.await;
         shutting_down.store(true, Ordering::Relaxed);
+        streams.cancel();
         tracing::info!("shutting down: no new jobs are accepted or claimed");
         stop_on_signal.cancel();
         drained.cancelled().await;

@@ -45,6 +45,9 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Failed authentications per client address.
     pub auth_throttle: Arc<throttle::AuthThrottle>,
+    /// Cancelled when the service starts shutting down: ends the streams that would otherwise
+    /// hold graceful shutdown open (the dashboard's server-sent events).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             rules,
             wake,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 
