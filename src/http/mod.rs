@@ -15,6 +15,7 @@ mod plans;
 mod submit;
 mod tenants;
 pub mod throttle;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -108,9 +109,15 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         middleware::require_admin_key,
     ));
-    Router::new()
-        .merge(public)
-        .merge(authed)
+    let mut routes = Router::new().merge(public).merge(authed);
+    // The dashboard has its own authentication (a session), not the API key.
+    if let Some(dashboard) = ui::router(&state) {
+        routes = routes.nest("/ui", dashboard).route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/ui") }),
+        );
+    }
+    routes
         .route_layer(axum::middleware::from_fn(middleware::label_route))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
