@@ -66,7 +66,7 @@
   }
 
   function reveal(root) {
-    var hidden = root.querySelectorAll('button[data-copy], button[data-expand], #live-toggle');
+    var hidden = root.querySelectorAll('button[data-copy], button[data-expand]');
     for (var i = 0; i < hidden.length; i++) { hidden[i].hidden = false; }
   }
 
@@ -97,6 +97,7 @@
     var job = document.getElementById('job');
     if (!job || job.getAttribute('data-final') === 'true') { return; }
     var toggle = document.getElementById('live-toggle');
+    if (toggle) { toggle.hidden = false; }
     var paused = false;
     var source = null;
     var timer = null;

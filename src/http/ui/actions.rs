@@ -82,7 +82,8 @@ fn dialog(
                 input type="hidden" name="csrf" value=(csrf);
                 div.actions {
                     button.primary type="submit" { (confirm) }
-                    button type="submit" formmethod="dialog" formnovalidate { (back) }
+                    // The safe choice has the focus when the dialog opens.
+                    button type="submit" formmethod="dialog" formnovalidate autofocus { (back) }
                 }
             }
         }

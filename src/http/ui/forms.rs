@@ -559,9 +559,9 @@ mod tests {
         let fields = Fields::parse(
             b"username=alice&namespace=&password=&operators.mongodb=true&resources.cpu_cores=4&resources.ram_mb=lots&csrf=x",
         );
-        let body: Value = serde_json::from_slice(&body(form, &fields)).unwrap();
+        let sent: Value = serde_json::from_slice(&body(form, &fields)).unwrap();
         assert_eq!(
-            body,
+            sent,
             serde_json::json!({
                 "username": "alice",
                 "operators": {"postgresql": false, "mysql": false, "mongodb": true},
@@ -570,9 +570,9 @@ mod tests {
             })
         );
         let delete = form_of("delete_user").unwrap();
-        let body: Value = serde_json::from_slice(&body(delete, &Fields::parse(b""))).unwrap();
+        let sent: Value = serde_json::from_slice(&body(delete, &Fields::parse(b""))).unwrap();
         assert_eq!(
-            body,
+            sent,
             serde_json::json!({"username": "", "remove_namespace": false,
                                "keep_namespace": false, "force": false})
         );

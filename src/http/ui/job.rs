@@ -199,7 +199,9 @@ fn credentials(l: &Loaded, session: &Session, now: i64) -> Markup {
             } @else {
                 p {
                     "A password was generated for " strong { (user) } "."
-                    @if let Some(e) = expires { " It can be revealed until " (layout::time(e, now)) "." }
+                    @if let Some(e) = expires {
+                        " It can be revealed until " (fmt::absolute(e)) " (" (fmt::relative(e, now)) "), then it is erased."
+                    }
                 }
                 form method="post" action={ "/ui/jobs/" (l.job.id) "/password" } {
                     input type="hidden" name="csrf" value=(session.csrf);
@@ -228,7 +230,7 @@ fn timeline(steps: &[StepRecord], now: i64) -> Markup {
                             @if let (Some(a), Some(b)) = (s.started_at, s.finished_at) { " · took " (fmt::duration(b - a)) }
                         }
                         @if let Some(out) = s.output.as_deref().filter(|o| *o != "null") {
-                            pre.code.small { (pretty(out)) }
+                            details.step-result id={ "result-" (s.position) } { summary { "Result of the step" } pre.code.small { (pretty(out)) } }
                         }
                     }
                 }

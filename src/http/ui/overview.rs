@@ -20,7 +20,7 @@ use crate::store::{JobCounts, JobFilter, JobRecord, Store, StoreError, now_ms};
 const COUNTS_FRESH: Duration = Duration::from_secs(10);
 
 /// A count that took less than this is read again at every view (a small database).
-const COUNT_IS_CHEAP: Duration = Duration::from_millis(20);
+const COUNT_IS_CHEAP: Duration = Duration::from_millis(50);
 
 /// The counts: read at every view while that is cheap, else at most once per
 /// [`COUNTS_FRESH`] by this process (one read at a time: the views that arrive meanwhile wait
