@@ -1,5 +1,5 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver),
-//! against the app with the fake CLIs. Signs in, submits a bootstrap from its form (422 field
+//! against the app with the fake CLIs. Signs in (with the keyboard), submits a bootstrap from its form (422 field
 //! errors first, then the dry-run plan), watches it finish without a reload, opens an attempt's
 //! output, cancels a slow job and retries a failed one, checks that the console shows no
 //! Content-Security-Policy violation (nor any other error; and that it would show one), and
@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{KEY, TestApp};
+use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -225,8 +226,11 @@ async fn walk_through(app: &TestApp, c: &Client) {
     // Signing in: the form, then the overview.
     c.goto(&app.url("/ui")).await.unwrap();
     until(c, "the sign-in form", "document.querySelector('#key')").await;
-    type_into(c, "#key", KEY).await;
-    click(c, "form button[type=submit]").await;
+    // With the keyboard: the key's field has the focus, and Enter submits.
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("key"));
+    focused.send_keys(KEY).await.unwrap();
+    focused.send_keys(&Key::Enter).await.unwrap();
     until(c, "the overview", "document.querySelector('#status-title')").await;
 
     // A bootstrap from its form: a 422 at its field first, then the plan, then the job.
@@ -287,13 +291,20 @@ async fn walk_through(app: &TestApp, c: &Client) {
     c.goto(&app.url(&format!("/ui/jobs/{slow}"))).await.unwrap();
     let second_step = format!("{STATE}.dataset.step === 'add_namespace'");
     until(c, "the slow job's second step", &second_step).await;
+    let dialog = "document.querySelector('#cancel-dialog').open";
     click(c, "a[data-dialog=cancel-dialog]").await;
-    until(
-        c,
-        "the dialog",
-        "document.querySelector('#cancel-dialog').open",
-    )
-    .await;
+    until(c, "the dialog", dialog).await;
+    // It opens on its safe button, and Escape closes it without cancelling anything.
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(focused.text().await.unwrap(), "Keep it");
+    focused.send_keys(&Key::Escape).await.unwrap();
+    until(c, "the dialog to close", &format!("!{dialog}")).await;
+    assert_eq!(
+        app.get_json(&format!("/jobs/{slow}")).await.1["status"],
+        "running"
+    );
+    click(c, "a[data-dialog=cancel-dialog]").await;
+    until(c, "the dialog", dialog).await;
     click(c, "#cancel-dialog button.primary").await;
     until_status(c, "canceled").await;
     app.sandbox.clear_ctl("namespaces-add", "delay");

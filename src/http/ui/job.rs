@@ -262,6 +262,9 @@ fn attempts(attempts: &[AttemptRecord], now: i64) -> Markup {
                     @if let Some(cmd) = &a.command {
                         (output("Command", &format!("cmd-{}", a.id), cmd, ""))
                     }
+                    @if let Some(stdin) = &a.stdin_preview {
+                        (output("Input (stdin)", &format!("in-{}", a.id), stdin, ""))
+                    }
                     (output("stdout", &format!("out-{}", a.id), &a.stdout, ""))
                     (output("stderr", &format!("err-{}", a.id), &a.stderr, "stderr"))
                 }
