@@ -1,8 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver),
-//! against the app with the fake CLIs. Signs in (with the keyboard), submits a bootstrap from its form (422 field
-//! errors first, then the dry-run plan), watches it finish without a reload, opens an attempt's
-//! output, cancels a slow job and retries a failed one, checks that the console shows no
-//! Content-Security-Policy violation (nor any other error; and that it would show one), and
+//! against the app with the fake CLIs. Signs in (with the keyboard), submits a bootstrap from its
+//! form (422 field errors first, then the dry-run plan), watches it finish without a reload, opens
+//! an attempt's output, cancels a slow job and retries a failed one, checks that the console shows
+//! no Content-Security-Policy violation (nor any other error; and that it would show one), and
 //! saves screenshots of the overview (light and dark), a job page and the jobs list under
 //! `target/ui-screenshots/` (copies are in `docs/dashboard/`).
 //!
