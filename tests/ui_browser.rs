@@ -3,8 +3,8 @@
 //! form (422 field errors first, then the dry-run plan), watches it finish without a reload, opens
 //! an attempt's output, cancels a slow job and retries a failed one, checks that the console shows
 //! no Content-Security-Policy violation (nor any other error; and that it would show one), and
-//! saves screenshots of the overview (light and dark), a job page and the jobs list under
-//! `target/ui-screenshots/` (copies are in `docs/dashboard/`).
+//! saves screenshots of the overview (light and dark), a form's plan, a job page and the jobs
+//! list under `target/ui-screenshots/` (copies are in `docs/dashboard/`).
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`. Where they are missing the test
 //! is skipped with a `SKIPPED` line on stderr; `EVERESTCTL_TEST_BROWSER=require` (set by
@@ -255,6 +255,7 @@ async fn walk_through(app: &TestApp, c: &Client) {
             .await
             .contains("accounts create -u alice -p ********")
     );
+    screenshot(c, "form", 1500).await;
     click(c, "button[value=submit]").await;
     until(c, "the job page", "document.querySelector('#job')").await;
 
