@@ -218,6 +218,10 @@ async fn start_locked(
     locks: &[String],
     lock_for: Duration,
 ) -> Result<std::result::Result<i64, (String, String)>> {
+    if locks.is_empty() {
+        // Nothing to take, nothing to undo: no savepoint.
+        return Ok(Ok(record_start(write, lease, start).await?));
+    }
     write.conn().execute("SAVEPOINT start").await?;
     if let Some(busy) = take_locks(write.conn(), lease, locks, lock_for).await? {
         write
@@ -226,8 +230,8 @@ async fn start_locked(
             .await?;
         return Ok(Err(busy));
     }
-    let id = record_start(write, lease, start).await?;
     write.conn().execute("RELEASE SAVEPOINT start").await?;
+    let id = record_start(write, lease, start).await?;
     Ok(Ok(id))
 }
 

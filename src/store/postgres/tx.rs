@@ -60,7 +60,7 @@ impl Write {
     }
 
     pub(super) fn conn(&mut self) -> &mut PgConnection {
-        &mut *self.tx
+        &mut self.tx
     }
 
     /// The job's status or current step changed.
