@@ -115,8 +115,9 @@ impl PgStore {
 
     /// Woken (`notify_one`, so a wake-up between a worker's empty claim and its wait is kept)
     /// when a job was put in the queue on any replica (`everest_job_queued`, sent by every
-    /// write that queues a job: submit, retry, a scheduled retry, a job given back), and when the listener may have missed notifications (after a lost connection). For the
-    /// worker's idle wait: a job submitted to another replica is claimed here at once.
+    /// write that queues a job: submit, retry, a scheduled retry, a job given back), and when
+    /// the listener may have missed notifications (after a lost connection). For the worker's
+    /// idle wait: a job submitted to another replica is claimed here at once.
     pub fn queued(&self) -> &tokio::sync::Notify {
         &self.queued
     }
