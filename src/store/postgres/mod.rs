@@ -5,6 +5,11 @@
 //!
 //! Times that decide who may do what (leases, lock expiry, what is due) come from the database
 //! clock through the schema's `now_ms()`, never from a replica's clock: replicas' clocks differ.
+//!
+//! Every worker write is one transaction whose first statement is the fence (`tx`); a write
+//! that changes a job's status or current step, or releases resource locks, says so with
+//! `pg_notify` in its transaction (delivered at commit to every replica, see `listen`) and to
+//! this replica's [`Notifier`] after the commit.
 
 mod audit;
 mod claim;
@@ -17,6 +22,7 @@ mod maintenance;
 mod read;
 mod run;
 mod submit;
+mod tx;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +31,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 pub use claim::CLAIM_SQL;
-pub use locks::{LOCK_RELEASE_SQL, LOCK_RENEW_SQL, LOCK_TAKE_SQL};
+pub use listen::LISTENER_APPLICATION_NAME;
+pub use locks::LOCK_TAKE_SQL;
 
 use super::notify::Notifier;
 // The neutral names the backend's modules use, as `super::…`.
@@ -53,6 +60,8 @@ pub struct PgStore {
     idempotency_secret: Arc<IdempotencySecret>,
     /// This replica's name in the maintenance election (see `maintenance`).
     me: Arc<str>,
+    /// Woken when any replica queued a job (see [`PgStore::queued`]).
+    queued: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
     stop: tokio_util::sync::CancellationToken,
 }
@@ -80,19 +89,37 @@ impl PgStore {
             .await?;
         let idempotency_secret = idempotency_secret(&pool).await?;
         let notifier = Notifier::default();
+        let queued = Arc::new(tokio::sync::Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
-        listen::spawn(pool.clone(), notifier.clone(), stop.clone());
+        listen::spawn(
+            &pool,
+            listen::Wakers {
+                notifier: notifier.clone(),
+                queued: queued.clone(),
+            },
+            stop.clone(),
+        );
         Ok(PgStore {
             pool,
             notifier,
             idempotency_secret: Arc::new(idempotency_secret),
             me: replica_name().into(),
+            queued,
             stop,
         })
     }
 
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// Woken (`notify_one`, so a wake-up between a worker's empty claim and its wait is kept)
+    /// when a job was put in the queue on any replica (`everest_job_queued`, sent by every
+    /// write that queues a job: submit, retry, a scheduled retry, a job given back), and when
+    /// the listener may have missed notifications (after a lost connection). For the worker's
+    /// idle wait: a job submitted to another replica is claimed here at once.
+    pub fn queued(&self) -> &tokio::sync::Notify {
+        &self.queued
     }
 
     pub fn idempotency_secret(&self) -> &IdempotencySecret {
@@ -108,6 +135,36 @@ impl PgStore {
         self.stop.cancel();
         self.pool.close().await;
     }
+}
+
+/// Says to every replica, at commit, that job `job_id`'s status or current step changed (see
+/// `listen`). The local [`Notifier`] is told after the commit, by the caller.
+pub(super) async fn notify_changed(conn: &mut PgConnection, job_id: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(listen::JOB_CHANGED)
+        .bind(job_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Says to every replica, at commit, that resource locks were released (see `listen`).
+pub(super) async fn notify_locks_released(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(listen::LOCKS_RELEASED)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Says to every replica, at commit, that a job was put in the queue: their idle workers claim
+/// at once (see [`PgStore::queued`]).
+pub(super) async fn notify_queued(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(listen::JOB_QUEUED)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// `<host>:<pid>:<random>`: unique among live replicas.
