@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::pg;
 use everestctl_api::domain::{AttemptOutcome, JobStatus, StepStatus};
-use everestctl_api::store::postgres::{LISTENER_APPLICATION_NAME, PgOptions, PgStore};
+use everestctl_api::store::postgres::{LISTENER_APPLICATION_NAME, PgOptions};
 use everestctl_api::store::{
     AttemptEnd, AttemptEnding, AttemptStart, Claimed, Finished, JobEnd, Lease, RecordedCommand,
     Started, StepEnd, Store, Then,
@@ -554,7 +554,7 @@ async fn locks_are_exclusive_across_handles_taken_all_or_none_and_freed_by_expir
 
     // Released, the lock is A's at once.
     let _ = y_attempt;
-    b.unlock_all("job-2").await.unwrap();
+    b.unlock_all(&y).await.unwrap();
     assert!(held_locks(&mut conn).await.is_empty());
     assert!(matches!(
         begin(&a, &x, start(1, "set_password"), &[ACCOUNTS]).await,
@@ -710,9 +710,7 @@ async fn notifications_cross_handles() {
         return;
     };
     let (a, b) = (open(&db).await, open(&db).await);
-    let c = PgStore::open(&db.url, PgOptions { pool_size: 2 })
-        .await
-        .unwrap();
+    let c = open(&db).await;
     let mut conn = db.connect().await;
     listeners(&mut conn, 3).await;
     insert_job(&mut conn, "job-1", &["create_account"], None).await;
@@ -765,13 +763,13 @@ async fn notifications_cross_handles() {
     // A job B puts back in the queue wakes the idle workers of the others.
     let second = b.claim("worker-b", LEASE).await.unwrap().unwrap().lease;
     // A wake-up left from the listener's start is not the one this waits for.
-    let _ = tokio::time::timeout(Duration::from_millis(100), c.queued().notified()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), c.job_queued().notified()).await;
     let retry = JobEnd::Retry {
         delay: Duration::from_secs(1),
         reason: "the cluster is busy".into(),
     };
     assert!(b.finish_job(&second, &retry, TTL).await.unwrap());
-    tokio::time::timeout(DELIVERY, c.queued().notified())
+    tokio::time::timeout(DELIVERY, c.job_queued().notified())
         .await
         .expect("the requeue through B never woke C's worker");
     sees_change(&mut changes, &second.job_id).await;
@@ -827,7 +825,7 @@ async fn the_listener_reconnects_after_its_connection_is_terminated() {
         begin(&b, &lease, start(0, "create_account"), &[ACCOUNTS]).await,
         Started::Attempt(_)
     ));
-    b.unlock_all(&lease.job_id).await.unwrap();
+    b.unlock_all(&lease).await.unwrap();
     tokio::time::timeout(DELIVERY, released)
         .await
         .expect("the release through B never woke A after the reconnection");

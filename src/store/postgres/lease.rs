@@ -5,10 +5,8 @@ use std::time::Duration;
 use sqlx::postgres::PgConnection;
 
 use super::claim::{CLAIM_SQL, NEXT_DUE_SQL};
-use super::{
-    Claimed, JobRecord, Lease, PgStore, RecordedCommand, Result, StepRecord, StoreError, ms,
-};
-use crate::store::rows::{self, JobRow, StepRow};
+use super::read::read_job_with_steps;
+use super::{Claimed, Lease, PgStore, RecordedCommand, Result, StoreError, ms};
 
 impl PgStore {
     /// Claims the job that is due first (queued and due, or running with an expired lease, see
@@ -201,39 +199,4 @@ async fn commands_left(conn: &mut PgConnection, job_id: &str) -> Result<Vec<Reco
             })
         })
         .collect()
-}
-
-/// `jobs` columns as `JobRow` reads them (JSON as text).
-const JOB_COLUMNS: &str = "id, kind, status, inputs::text AS inputs, username, namespace, summary, \
-    error::text AS error, submitted_by, request_id, created_at, started_at, finished_at, \
-    updated_at, attempt, run_at, lease_owner, cancel_requested, current_step";
-/// `job_steps` columns as `StepRow` reads them.
-const STEP_COLUMNS: &str = "position, name, status, attempts, failures, started_at, finished_at, \
-    exit_code, output::text AS output";
-
-/// The job and its steps in order, in the caller's transaction.
-///
-/// The claim's own copy until the point reads (`read`) offer theirs on a connection.
-async fn read_job_with_steps(
-    conn: &mut PgConnection,
-    id: &str,
-) -> Result<Option<(JobRecord, Vec<StepRecord>)>> {
-    let job: Option<JobRow> =
-        sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(job) = job else {
-        return Ok(None);
-    };
-    let steps: Vec<StepRow> = sqlx::query_as(&format!(
-        "SELECT {STEP_COLUMNS} FROM job_steps WHERE job_id = $1 ORDER BY position"
-    ))
-    .bind(id)
-    .fetch_all(conn)
-    .await?;
-    Ok(Some((
-        job.record()?,
-        rows::records(steps, StepRow::record)?,
-    )))
 }

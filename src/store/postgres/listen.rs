@@ -12,11 +12,9 @@
 //! listener reconnects with a bounded backoff until the store is closed, counting reconnections
 //! in `store_listener_reconnects_total`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::notify::Notifier;
@@ -42,7 +40,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Whom the listener wakes.
 pub(super) struct Wakers {
     pub notifier: Notifier,
-    pub queued: Arc<Notify>,
 }
 
 impl Wakers {
@@ -50,7 +47,7 @@ impl Wakers {
         match notification.channel() {
             JOB_CHANGED => self.notifier.changed(notification.payload()),
             LOCKS_RELEASED => self.notifier.locks_released(),
-            JOB_QUEUED => self.queued.notify_one(),
+            JOB_QUEUED => self.notifier.job_queued(),
             _ => {}
         }
     }
@@ -58,7 +55,7 @@ impl Wakers {
     /// Notifications may have been missed: every waiter re-checks.
     fn missed(&self) {
         self.notifier.locks_released();
-        self.queued.notify_one();
+        self.notifier.job_queued();
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnection;
 
-use super::lease::delete_locks;
 use super::{Lease, PgStore, Result, ms};
 
 /// Takes lock `$1` for job `$2` of lease owner `$3` for `$4` milliseconds from the database's
@@ -30,11 +29,23 @@ pub const LOCK_TAKE_SQL: &str = "INSERT INTO resource_locks (name, job_id, owner
     SET job_id = EXCLUDED.job_id, owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
   WHERE resource_locks.expires_at <= now_ms() OR resource_locks.job_id = EXCLUDED.job_id";
 
+/// Deletes the locks of job `$1` held by `$2` while the job is still held by that lease
+/// (`$2`, claim `$3`).
+const UNLOCK_SQL: &str = "DELETE FROM resource_locks WHERE job_id = $1 AND owner = $2
+    AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempt = $3)";
+
 impl PgStore {
-    /// Releases every lock the job holds.
-    pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
-        let mut write = self.write(job_id).await?;
-        if delete_locks(write.conn(), job_id).await? {
+    /// Releases every lock the job holds under `lease`, if the job still names it.
+    pub async fn unlock_all(&self, lease: &Lease) -> Result<()> {
+        let mut write = self.write(&lease.job_id).await?;
+        let deleted = sqlx::query(UNLOCK_SQL)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
+            .execute(write.conn())
+            .await?
+            .rows_affected();
+        if deleted > 0 {
             write.released();
         }
         write.commit(self).await

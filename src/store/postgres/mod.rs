@@ -60,8 +60,6 @@ pub struct PgStore {
     idempotency_secret: Arc<IdempotencySecret>,
     /// This replica's name in the maintenance election (see `maintenance`).
     me: Arc<str>,
-    /// Woken when any replica queued a job (see [`PgStore::queued`]).
-    queued: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
     stop: tokio_util::sync::CancellationToken,
 }
@@ -89,13 +87,11 @@ impl PgStore {
             .await?;
         let idempotency_secret = idempotency_secret(&pool).await?;
         let notifier = Notifier::default();
-        let queued = Arc::new(tokio::sync::Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         listen::spawn(
             &pool,
             listen::Wakers {
                 notifier: notifier.clone(),
-                queued: queued.clone(),
             },
             stop.clone(),
         );
@@ -104,22 +100,12 @@ impl PgStore {
             notifier,
             idempotency_secret: Arc::new(idempotency_secret),
             me: replica_name().into(),
-            queued,
             stop,
         })
     }
 
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
-    }
-
-    /// Woken (`notify_one`, so a wake-up between a worker's empty claim and its wait is kept)
-    /// when a job was put in the queue on any replica (`everest_job_queued`, sent by every
-    /// write that queues a job: submit, retry, a scheduled retry, a job given back), and when
-    /// the listener may have missed notifications (after a lost connection). For the worker's
-    /// idle wait: a job submitted to another replica is claimed here at once.
-    pub fn queued(&self) -> &tokio::sync::Notify {
-        &self.queued
     }
 
     pub fn idempotency_secret(&self) -> &IdempotencySecret {
@@ -131,8 +117,13 @@ impl PgStore {
         Ok(())
     }
 
+    /// Gives up the maintenance lease (so that another replica takes it at once rather than
+    /// when it expires), stops the listener and closes the pool.
     pub async fn close(&self) {
         self.stop.cancel();
+        if let Err(e) = maintenance::resign(&self.pool, &self.me).await {
+            tracing::debug!(error = %e, "cannot give up the maintenance lease; it expires");
+        }
         self.pool.close().await;
     }
 }

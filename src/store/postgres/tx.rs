@@ -135,7 +135,7 @@ impl Write {
             store.notifier.locks_released();
         }
         if self.queued {
-            store.queued.notify_one();
+            store.notifier.job_queued();
         }
         Ok(())
     }
