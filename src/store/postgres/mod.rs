@@ -128,36 +128,6 @@ impl PgStore {
     }
 }
 
-/// Says to every replica, at commit, that job `job_id`'s status or current step changed (see
-/// `listen`). The local [`Notifier`] is told after the commit, by the caller.
-pub(super) async fn notify_changed(conn: &mut PgConnection, job_id: &str) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(listen::JOB_CHANGED)
-        .bind(job_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Says to every replica, at commit, that resource locks were released (see `listen`).
-pub(super) async fn notify_locks_released(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(listen::LOCKS_RELEASED)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Says to every replica, at commit, that a job was put in the queue: their idle workers claim
-/// at once (see [`PgStore::queued`]).
-pub(super) async fn notify_queued(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(listen::JOB_QUEUED)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// `<host>:<pid>:<random>`: unique among live replicas.
 fn replica_name() -> String {
     let host = nix::unistd::gethostname()

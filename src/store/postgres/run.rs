@@ -15,6 +15,29 @@ use super::{
 use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
 use crate::store::run::step_finished_detail;
 
+/// The first of `locks` (in name order) held, unexpired, by another job than the lease's, read
+/// outside any transaction. A hint only: a lock found free is still taken by the fenced write,
+/// which decides; a lock found held is waited for, and its release wakes the waiter (which
+/// listens before it tries).
+async fn held_by_another(
+    pool: &sqlx::PgPool,
+    lease: &Lease,
+    locks: &[String],
+) -> Result<Option<(String, String)>> {
+    if locks.is_empty() {
+        return Ok(None);
+    }
+    Ok(sqlx::query_as(
+        "SELECT name, job_id FROM resource_locks
+          WHERE name = ANY($1) AND job_id <> $2 AND expires_at > now_ms()
+          ORDER BY name LIMIT 1",
+    )
+    .bind(locks)
+    .bind(&lease.job_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
 impl PgStore {
     /// Takes all of `locks` for the job and records that the attempt starts, in one
     /// transaction: either both happen or neither does.
@@ -25,6 +48,12 @@ impl PgStore {
         locks: &[String],
         lock_for: Duration,
     ) -> Result<Started> {
+        // Waiters for a busy lock (on every replica) all try again at each release: a read
+        // that finds the lock still held by another job answers for the write, which would
+        // take the job row, a savepoint and the lock row only to roll them back.
+        if let Some((name, holder)) = held_by_another(&self.pool, lease, locks).await? {
+            return Ok(Started::Busy { name, holder });
+        }
         let Some(mut write) = self.fenced(lease).await? else {
             return Ok(Started::LeaseLost);
         };

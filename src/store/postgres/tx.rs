@@ -4,7 +4,8 @@
 
 use sqlx::postgres::{PgConnection, Postgres};
 
-use super::{Lease, PgStore, Result, notify_changed, notify_locks_released, notify_queued};
+use super::listen::{JOB_CHANGED, JOB_QUEUED, LOCKS_RELEASED};
+use super::{Lease, PgStore, Result};
 
 /// An open write transaction and the notifications it owes.
 pub(super) struct Write {
@@ -118,14 +119,22 @@ impl Write {
     /// Sends the notifications the write owes, commits, then tells this replica's notifier.
     pub(super) async fn commit(mut self, store: &PgStore) -> Result<()> {
         let job_id = std::mem::take(&mut self.job_id);
-        if self.changed {
-            notify_changed(self.conn(), &job_id).await?;
-        }
-        if self.released {
-            notify_locks_released(self.conn()).await?;
-        }
-        if self.queued {
-            notify_queued(self.conn()).await?;
+        // One statement for every notification the write owes (each is a round trip).
+        let channels: Vec<(&str, &str)> = [
+            (self.changed, JOB_CHANGED, job_id.as_str()),
+            (self.released, LOCKS_RELEASED, ""),
+            (self.queued, JOB_QUEUED, ""),
+        ]
+        .into_iter()
+        .filter_map(|(owed, channel, payload)| owed.then_some((channel, payload)))
+        .collect();
+        if !channels.is_empty() {
+            let (names, payloads): (Vec<&str>, Vec<&str>) = channels.into_iter().unzip();
+            sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n (c, p)")
+                .bind(names)
+                .bind(payloads)
+                .execute(self.conn())
+                .await?;
         }
         self.tx.commit().await?;
         if self.changed {
