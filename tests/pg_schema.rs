@@ -1,6 +1,7 @@
 //! The PostgreSQL schema and the statements replicas rely on, on a real PostgreSQL 15 (see
 //! `common::pg`; skipped, saying so, where it cannot run): migrations (also three at once), the
-//! claim (its plan, and disjoint claims by concurrent claimers) and the resource locks.
+//! claim (its plan, its order, expired leases taken over and live ones never, disjoint claims by
+//! concurrent claimers) and the take of a resource lock.
 
 mod common;
 
@@ -9,13 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::pg;
-use everestctl_api::store::postgres::{
-    CLAIM_SQL, LOCK_RELEASE_SQL, LOCK_RENEW_SQL, LOCK_TAKE_SQL, migrate,
-};
+use everestctl_api::store::postgres::{CLAIM_SQL, LOCK_TAKE_SQL, migrate};
 use serde_json::Value;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
-use uuid::Uuid;
 
 /// The tables of `migrations/postgres`, in the order of the C collation.
 const TABLES: [&str; 9] = [
@@ -71,20 +69,53 @@ async fn insert_jobs(
     .unwrap();
 }
 
-/// Runs the claim: the `(id, attempt, previous_owner)` of the jobs claimed.
+/// Inserts `count` running jobs of `owner` whose lease ends `lease_in_ms` from now (negative:
+/// expired), one millisecond apart (the last one first).
+async fn insert_running(
+    conn: &mut PgConnection,
+    prefix: &str,
+    owner: &str,
+    count: i64,
+    lease_in_ms: i64,
+) {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, status, inputs, submitted_by, request_id, created_at,
+                           updated_at, run_at, started_at, attempt, lease_owner, lease_expires_at)
+         SELECT $1 || lpad(g::text, 6, '0'), 'bootstrap', 'running', '{}', 'ops', 'r',
+                now_ms(), now_ms(), now_ms() - 60000, now_ms() - 60000, 1, $2, now_ms() + $3 - g
+           FROM generate_series(1, $4::bigint) AS g",
+    )
+    .bind(prefix)
+    .bind(owner)
+    .bind(lease_in_ms)
+    .bind(count)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+/// Runs the claim `count` times (in the caller's transaction, if any): the `(id, attempt,
+/// previous_owner)` of the jobs claimed, in claim order.
 async fn claim(
     conn: &mut PgConnection,
     worker: &str,
     lease_ms: i64,
-    limit: i64,
+    count: usize,
 ) -> Vec<(String, i64, Option<String>)> {
-    sqlx::query_as(CLAIM_SQL)
-        .bind(worker)
-        .bind(lease_ms)
-        .bind(limit)
-        .fetch_all(conn)
-        .await
-        .unwrap()
+    let mut claimed = Vec::new();
+    for _ in 0..count {
+        let one: Option<(String, i64, Option<String>)> = sqlx::query_as(CLAIM_SQL)
+            .bind(worker)
+            .bind(lease_ms)
+            .fetch_optional(&mut *conn)
+            .await
+            .unwrap();
+        match one {
+            Some(one) => claimed.push(one),
+            None => break,
+        }
+    }
+    claimed
 }
 
 fn ids(claimed: &[(String, i64, Option<String>)]) -> BTreeSet<String> {
@@ -205,14 +236,17 @@ fn plan_nodes(plan: &Value, nodes: &mut Vec<(String, String, String)>) {
 }
 
 #[tokio::test]
-async fn claim_reads_the_partial_index_of_queued_jobs() {
-    let Some(db) = migrated("claim_reads_the_partial_index_of_queued_jobs").await else {
+async fn claim_reads_the_partial_indexes_of_queued_and_running_jobs() {
+    let Some(db) = migrated("claim_reads_the_partial_indexes_of_queued_and_running_jobs").await
+    else {
         return;
     };
     let mut conn = db.connect().await;
-    // A realistic table: mostly history, a few queued jobs, with statistics.
+    // A realistic table: mostly history, a few queued and running jobs, with statistics.
     insert_jobs(&mut conn, "done", "succeeded", 20_000, -60_000).await;
     insert_jobs(&mut conn, "queued", "queued", 50, -1_000).await;
+    insert_running(&mut conn, "live", "alive", 50, 60_000).await;
+    insert_running(&mut conn, "expired", "dead", 2, -1_000).await;
     sqlx::query("ANALYZE jobs")
         .execute(&mut conn)
         .await
@@ -220,7 +254,6 @@ async fn claim_reads_the_partial_index_of_queued_jobs() {
     let (plan,): (Value,) = sqlx::query_as(&format!("EXPLAIN (FORMAT JSON) {CLAIM_SQL}"))
         .bind("w")
         .bind(30_000_i64)
-        .bind(10_i64)
         .fetch_one(&mut conn)
         .await
         .unwrap();
@@ -231,15 +264,52 @@ async fn claim_reads_the_partial_index_of_queued_jobs() {
         !on_jobs.iter().any(|(node, _, _)| node == "Seq Scan"),
         "the claim scans the jobs table: {nodes:?}"
     );
-    assert!(
-        on_jobs
-            .iter()
-            .any(|(node, _, index)| node.starts_with("Index") && index == "jobs_due"),
-        "the claim does not read jobs_due: {nodes:?}"
-    );
-    for node in ["Limit", "LockRows"] {
-        assert!(nodes.iter().any(|(n, _, _)| n == node), "{node}: {nodes:?}");
+    for index in ["jobs_due", "jobs_leased"] {
+        assert!(
+            on_jobs
+                .iter()
+                .any(|(node, _, i)| node.starts_with("Index") && i == index),
+            "the claim does not read {index}: {nodes:?}"
+        );
     }
+    // Each candidate is locked as it is read, and the read stops at the first one.
+    for node in ["Limit", "LockRows"] {
+        let n = nodes.iter().filter(|(n, _, _)| n == node).count();
+        assert!(n >= 2, "{node}: {nodes:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_claim_takes_the_job_due_first_and_never_a_live_lease() {
+    let Some(db) = migrated("the_claim_takes_the_job_due_first_and_never_a_live_lease").await
+    else {
+        return;
+    };
+    let mut conn = db.connect().await;
+    insert_jobs(&mut conn, "q-early", "queued", 1, -3_000).await;
+    insert_running(&mut conn, "expired", "dead", 1, -2_000).await;
+    insert_jobs(&mut conn, "q-late", "queued", 1, -1_000).await;
+    insert_jobs(&mut conn, "q-later", "queued", 1, 3_600_000).await;
+    insert_running(&mut conn, "live", "alive", 3, 3_600_000).await;
+    insert_jobs(&mut conn, "done", "succeeded", 3, -10_000).await;
+
+    let claimed = claim(&mut conn, "w", 30_000, 10).await;
+    let order: Vec<&str> = claimed.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(order, ["q-early000001", "expired000001", "q-late000001"]);
+    // The expired lease was taken over: a new claim, naming the owner it took over from.
+    assert_eq!(claimed[0], ("q-early000001".into(), 1, None));
+    assert_eq!(claimed[1], ("expired000001".into(), 2, Some("dead".into())));
+    let live: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, lease_owner, attempt FROM jobs WHERE id LIKE 'live%' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        live.iter()
+            .all(|(_, owner, attempt)| owner == "alive" && *attempt == 1),
+        "a live lease was taken: {live:?}"
+    );
 }
 
 #[tokio::test]
@@ -251,6 +321,8 @@ async fn concurrent_claimers_get_disjoint_jobs() {
     insert_jobs(&mut setup, "due", "queued", 10, -1_000).await;
     insert_jobs(&mut setup, "later", "queued", 3, 3_600_000).await;
     insert_jobs(&mut setup, "done", "succeeded", 5, -1_000).await;
+    insert_running(&mut setup, "due-expired", "dead", 2, -1_000).await;
+    insert_running(&mut setup, "live", "alive", 3, 3_600_000).await;
 
     // Both claims run while the other's transaction is open: the second must skip the rows the
     // first locked, not wait for them (nor take them).
@@ -274,28 +346,32 @@ async fn concurrent_claimers_get_disjoint_jobs() {
     let ids_c = ids(&rest);
     assert_eq!(
         ids_c.len(),
-        2,
-        "only the due queued jobs are left: {ids_c:?}"
+        4,
+        "only the due queued jobs and the expired leases are left: {ids_c:?}"
     );
     assert!(ids_c.is_disjoint(&ids_a) && ids_c.is_disjoint(&ids_b));
     let all: BTreeSet<String> = ids_a.iter().chain(&ids_b).chain(&ids_c).cloned().collect();
+    assert_eq!(all.len(), 12);
     assert!(all.iter().all(|id| id.starts_with("due")), "{all:?}");
-    assert!(
-        claimed_a
-            .iter()
-            .all(|(_, attempt, prev)| *attempt == 1 && prev.is_none())
-    );
+    for (id, attempt, previous) in claimed_a.iter().chain(&claimed_b).chain(&rest) {
+        let expected = if id.starts_with("due-expired") {
+            (2, Some("dead"))
+        } else {
+            (1, None)
+        };
+        assert_eq!((*attempt, previous.as_deref()), expected, "{id}");
+    }
     assert!(claim(&mut setup, "worker-c", 30_000, 100).await.is_empty());
 
     // The claim recorded each owner, and a lease from the database clock.
     let rows = sqlx::query(
         "SELECT id, lease_owner, lease_expires_at - now_ms() AS lease_left, started_at IS NOT NULL AS started
-           FROM jobs WHERE status = 'running'",
+           FROM jobs WHERE status = 'running' AND id LIKE 'due%'",
     )
     .fetch_all(&mut setup)
     .await
     .unwrap();
-    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.len(), 12);
     for row in rows {
         let (id, owner): (String, String) = (row.get("id"), row.get("lease_owner"));
         let expected = if ids_a.contains(&id) {
@@ -315,47 +391,41 @@ async fn concurrent_claimers_get_disjoint_jobs() {
     }
 }
 
-/// Tries to take `name` for `owner`; returns the token (if taken) and the database time of the
-/// attempt (one transaction: `now_ms()` is the instant the take compared the expiry with).
+/// Tries to take `name` for job `job` of `owner`; returns whether it was taken and the
+/// database time of the attempt (one transaction: `now_ms()` is the instant the take compared
+/// the expiry with).
 async fn take(
     conn: &mut PgConnection,
     name: &str,
+    job: &str,
     owner: &str,
     ttl_ms: i64,
-) -> (Option<Uuid>, i64) {
+) -> (bool, i64) {
     let mut tx = conn.begin().await.unwrap();
-    let token = sqlx::query_scalar(LOCK_TAKE_SQL)
+    let taken = sqlx::query(LOCK_TAKE_SQL)
         .bind(name)
-        .bind(format!("job-of-{owner}"))
+        .bind(job)
         .bind(owner)
         .bind(ttl_ms)
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await
-        .unwrap();
+        .unwrap()
+        .rows_affected();
     let now: i64 = sqlx::query_scalar("SELECT now_ms()")
         .fetch_one(&mut *tx)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    (token, now)
+    (taken == 1, now)
 }
 
-async fn lock_write(
-    sql: &str,
-    conn: &mut PgConnection,
-    name: &str,
-    owner: &str,
-    token: Uuid,
-) -> u64 {
-    sqlx::query(sql)
+/// The `(job_id, owner, expires_at)` of lock `name`.
+async fn holder(conn: &mut PgConnection, name: &str) -> (String, String, i64) {
+    sqlx::query_as("SELECT job_id, owner, expires_at FROM resource_locks WHERE name = $1")
         .bind(name)
-        .bind(owner)
-        .bind(token)
-        .bind(60_000_i64)
-        .execute(conn)
+        .fetch_one(conn)
         .await
         .unwrap()
-        .rows_affected()
 }
 
 #[tokio::test]
@@ -365,61 +435,33 @@ async fn a_lock_is_refused_while_live_and_taken_once_expired() {
     };
     let mut conn = db.connect().await;
 
-    // A live lock is refused, whoever asks; its holder renews it; a wrong token releases nothing.
-    let (token_a, _) = take(&mut conn, "everest-accounts", "a", 60_000).await;
-    let token_a = token_a.expect("a free lock is taken");
+    // A live lock is refused to any other job, whoever asks; its own job takes it again (a
+    // worker that took the job over, from its previous owner).
+    let name = "everest-accounts";
+    assert!(take(&mut conn, name, "job-a", "worker-1", 60_000).await.0);
+    assert!(!take(&mut conn, name, "job-b", "worker-1", 60_000).await.0);
+    assert!(!take(&mut conn, name, "job-b", "worker-2", 60_000).await.0);
+    assert_eq!(holder(&mut conn, name).await.0, "job-a");
+    assert!(take(&mut conn, name, "job-a", "worker-2", 60_000).await.0);
     assert_eq!(
-        take(&mut conn, "everest-accounts", "b", 60_000).await.0,
-        None
-    );
-    assert_eq!(
-        take(&mut conn, "everest-accounts", "a", 60_000).await.0,
-        None
-    );
-    assert_eq!(
-        lock_write(LOCK_RENEW_SQL, &mut conn, "everest-accounts", "a", token_a).await,
-        1
-    );
-    let wrong = Uuid::now_v7();
-    assert_eq!(
-        lock_write(LOCK_RELEASE_SQL, &mut conn, "everest-accounts", "a", wrong).await,
-        0
-    );
-    assert_eq!(
-        lock_write(
-            LOCK_RELEASE_SQL,
-            &mut conn,
-            "everest-accounts",
-            "b",
-            token_a
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        take(&mut conn, "everest-accounts", "b", 60_000).await.0,
-        None
+        holder(&mut conn, name).await.1,
+        "worker-2",
+        "the new owner holds it"
     );
 
     // A short lock: refused exactly while it is live, taken once it expired.
     let name = "namespace:team-a";
-    let (token_a, _) = take(&mut conn, name, "a", 300).await;
-    let token_a = token_a.expect("a free lock is taken");
-    let expires_at: i64 =
-        sqlx::query_scalar("SELECT expires_at FROM resource_locks WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    assert!(take(&mut conn, name, "job-a", "worker-1", 300).await.0);
+    let (_, _, expires_at) = holder(&mut conn, name).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let token_b = loop {
-        match take(&mut conn, name, "b", 60_000).await {
-            (Some(token), now) => {
-                assert!(now > expires_at, "taken at {now}, live until {expires_at}");
-                break token;
+    loop {
+        match take(&mut conn, name, "job-b", "worker-2", 60_000).await {
+            (true, now) => {
+                assert!(now >= expires_at, "taken at {now}, live until {expires_at}");
+                break;
             }
-            (None, now) => assert!(
-                now <= expires_at,
+            (false, now) => assert!(
+                now < expires_at,
                 "refused at {now}, expired at {expires_at}"
             ),
         }
@@ -428,30 +470,12 @@ async fn a_lock_is_refused_while_live_and_taken_once_expired() {
             "the expired lock was never taken"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_ne!(token_a, token_b);
-
-    // The previous holder lost it: its renew and release change nothing.
-    assert_eq!(
-        lock_write(LOCK_RENEW_SQL, &mut conn, name, "a", token_a).await,
-        0
-    );
-    assert_eq!(
-        lock_write(LOCK_RELEASE_SQL, &mut conn, name, "a", token_a).await,
-        0
-    );
-    let owner: String = sqlx::query_scalar("SELECT owner FROM resource_locks WHERE name = $1")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(owner, "b");
-    // Released by its holder, it is free at once.
-    assert_eq!(
-        lock_write(LOCK_RELEASE_SQL, &mut conn, name, "b", token_b).await,
-        1
-    );
-    assert!(take(&mut conn, name, "a", 60_000).await.0.is_some());
+    }
+    let (job, owner, expires_at) = holder(&mut conn, name).await;
+    assert_eq!((job.as_str(), owner.as_str()), ("job-b", "worker-2"));
+    // Now live for its new holder: the previous one cannot take it back.
+    assert!(!take(&mut conn, name, "job-a", "worker-1", 60_000).await.0);
+    assert_eq!(holder(&mut conn, name).await.2, expires_at);
 }
 
 #[test]

@@ -1049,10 +1049,11 @@ async fn one_replica_at_a_time_prunes_and_purges() {
         "what pruned jobs owned went with them"
     );
 
-    // The leader goes away; until its lease runs out, nobody else prunes.
+    // The leader dies (dropped, not closed: it never gives the lease up); until its lease runs
+    // out, nobody else prunes.
     old_finished(&a, &mut conn, 10..13).await;
     expire_secret(&mut conn, 100).await;
-    a.close().await;
+    drop(a);
     assert_eq!(b.prune_finished_before(cutoff, 100).await.unwrap(), 0);
     assert_eq!(b.purge_expired_secrets().await.unwrap(), 0);
     // Its lease runs out (on the database's clock): the next call takes over, in a new term.
@@ -1071,7 +1072,9 @@ async fn one_replica_at_a_time_prunes_and_purges() {
             "queued and running jobs stay"
         );
     }
+    // A leader that stops gives the lease up, so that the next replica need not wait for it.
     b.close().await;
+    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM leader").await, 0);
 }
 
 #[tokio::test]

@@ -44,7 +44,8 @@ CREATE TABLE jobs (
 -- The claim reads due queued jobs in (run_at, id) order from this partial index only: finished
 -- jobs, however many, cost it nothing.
 CREATE INDEX jobs_due ON jobs (run_at, id) WHERE status = 'queued';
--- The rescue of expired leases.
+-- The claim's other candidates: running jobs, first the one whose lease expires first (taken
+-- over once expired).
 CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE status = 'running';
 
 -- `GET /jobs` (SQLite 0001 and 0003): newest first with a keyset cursor on (created_at, id);
@@ -126,20 +127,20 @@ CREATE TABLE job_secrets (
 CREATE INDEX job_secrets_expiry ON job_secrets (expires_at) WHERE password IS NOT NULL;
 
 -- Named locks that keep two jobs, on any replica, from changing the same thing at once:
--- `everest-accounts`, `everest-rbac`, `namespace:<ns>`. A lock is taken when it is free or
--- expired, renewed with its job's lease, and renewed or released only with its owner and token,
--- so a dead replica's locks free themselves and a holder that lost its lock changes nothing.
+-- `everest-accounts`, `everest-rbac`, `namespace:<ns>`. A lock is taken when it is free, expired
+-- or already its job's, renewed with its job's lease and released with the job's attempt, only
+-- ever in writes fenced on that lease: a dead replica's locks free themselves, and a holder that
+-- lost its lease (hence its locks) changes nothing.
 CREATE TABLE resource_locks (
     name        text PRIMARY KEY,
     job_id      text NOT NULL,
-    owner       text NOT NULL,
-    token       uuid NOT NULL,                     -- new at every take
+    owner       text NOT NULL,                     -- the lease owner that took it
     expires_at  bigint NOT NULL
 );
 
 CREATE INDEX resource_locks_job ON resource_locks (job_id);
 
--- The replica that runs maintenance (retention pruner, secret expiry, rescue of expired leases).
+-- The replica that runs maintenance (retention pruner, secret expiry).
 -- At most one row. `term` grows at every election; a maintenance write re-checks it, so a
 -- leader that was paused past its expiry cannot write after a successor was elected.
 CREATE TABLE leader (

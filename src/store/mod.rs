@@ -351,9 +351,11 @@ impl Store {
         on_backend!(self, b => b.step_may_have_run(job_id, position, before).await)
     }
 
-    /// Releases every lock the job holds.
-    pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
-        on_backend!(self, b => b.unlock_all(job_id).await)
+    /// Releases every lock the job holds under `lease`, if the job still names that lease: a
+    /// worker cleaning up after a store error must not free the locks of a process that took
+    /// the job over meanwhile.
+    pub async fn unlock_all(&self, lease: &Lease) -> Result<()> {
+        on_backend!(self, b => b.unlock_all(lease).await)
     }
 
     // ---- recovery of this host's previous process (SQLite only) ----

@@ -75,7 +75,7 @@ pub(super) async fn run(shared: Arc<Shared>, claimed: Claimed) {
         // The lease will expire and the job will be claimed again; steps are safe to re-run.
         tracing::warn!(job.id = %lease.job_id, error = %e, "store error while running a job");
         // Otherwise the locks went with the attempt's or the job's end, in the same transaction.
-        if let Err(e) = shared.store.unlock_all(&lease.job_id).await {
+        if let Err(e) = shared.store.unlock_all(&lease).await {
             tracing::warn!(job.id = %lease.job_id, error = %e, "cannot release resource locks; they expire with the lease");
         }
     }

@@ -1,35 +1,86 @@
 //! Resource locks (`everest-accounts`, `everest-rbac`, `namespace:<ns>`) exclusive across
-//! replicas: rows with an owner, a token and an expiry rather than advisory locks, which vanish
-//! silently with their connection while the holder keeps running (no fencing) and break behind
-//! poolers in transaction mode.
+//! replicas: rows naming the job and the lease owner that hold them, with an expiry, rather
+//! than advisory locks, which vanish silently with their connection while the holder keeps
+//! running and break behind poolers in transaction mode.
+//!
+//! A lock is only ever taken, renewed or released by a write fenced on its job's lease (or
+//! with it: the renew), so the lease is the lock's fencing token: a worker that lost its lease
+//! writes nothing, its locks included. A lock expires with the lease it was renewed with, so a
+//! dead replica's locks free themselves.
 
-/// Takes lock `$1` for job `$2` of worker `$3` for `$4` milliseconds, if it is free or its
-/// holder's lease expired; returns the new token, or no row when the lock is held.
+use std::time::Duration;
+
+use sqlx::postgres::PgConnection;
+
+use super::{Lease, PgStore, Result, ms};
+
+/// Takes lock `$1` for job `$2` of lease owner `$3` for `$4` milliseconds from the database's
+/// now, if it is free, expired (at the database's now), or already held by the same job (a
+/// worker that took the job over takes its previous owner's locks); otherwise nothing changes
+/// and no row is affected.
 ///
-/// The condition of the `DO UPDATE` tests the *existing* row (`resource_locks.expires_at`), not
-/// `EXCLUDED`: testing the proposed row would let anyone take a live lock. A new token at every
-/// take means the previous holder's renew and release (which name their token) change nothing.
-/// Several locks are taken in name order, so two jobs cannot each hold what the other waits for.
-pub const LOCK_TAKE_SQL: &str =
-    "INSERT INTO resource_locks (name, job_id, owner, token, expires_at)
- VALUES ($1, $2, $3, gen_random_uuid(), now_ms() + $4)
+/// The condition of the `DO UPDATE` tests the *existing* row (`resource_locks.…`), not
+/// `EXCLUDED`: testing the proposed row would let anyone take a live lock. A refused take
+/// still locks the existing row until the transaction ends, so its holder, read next, cannot
+/// change meanwhile.
+pub const LOCK_TAKE_SQL: &str = "INSERT INTO resource_locks (name, job_id, owner, expires_at)
+ VALUES ($1, $2, $3, now_ms() + $4)
  ON CONFLICT (name) DO UPDATE
-    SET job_id = EXCLUDED.job_id, owner = EXCLUDED.owner, token = EXCLUDED.token,
-        expires_at = EXCLUDED.expires_at
-  WHERE resource_locks.expires_at < now_ms()
- RETURNING token";
+    SET job_id = EXCLUDED.job_id, owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+  WHERE resource_locks.expires_at <= now_ms() OR resource_locks.job_id = EXCLUDED.job_id";
 
-/// Extends lock `$1` held by `$2` with token `$3` to `$4` milliseconds from now; 0 rows means
-/// the lock was lost (expired and taken by someone else).
-pub const LOCK_RENEW_SQL: &str = "UPDATE resource_locks SET expires_at = now_ms() + $4
- WHERE name = $1 AND owner = $2 AND token = $3";
+/// Deletes the locks of job `$1` held by `$2` while the job is still held by that lease
+/// (`$2`, claim `$3`).
+const UNLOCK_SQL: &str = "DELETE FROM resource_locks WHERE job_id = $1 AND owner = $2
+    AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempt = $3)";
 
-/// Releases lock `$1` held by `$2` with token `$3`; 0 rows means it was no longer theirs.
-pub const LOCK_RELEASE_SQL: &str =
-    "DELETE FROM resource_locks WHERE name = $1 AND owner = $2 AND token = $3";
-
-impl super::PgStore {
-    pub async fn unlock_all(&self, job_id: &str) -> super::Result<()> {
-        todo!("{job_id}")
+impl PgStore {
+    /// Releases every lock the job holds under `lease`, if the job still names it.
+    pub async fn unlock_all(&self, lease: &Lease) -> Result<()> {
+        let mut write = self.write(&lease.job_id).await?;
+        let deleted = sqlx::query(UNLOCK_SQL)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
+            .execute(write.conn())
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            write.released();
+        }
+        write.commit(self).await
     }
+}
+
+/// Takes all of `names` for the job of `lease`, one by one, in the given order (see
+/// [`LOCK_TAKE_SQL`]); taking all of a step's locks at once means no job ever holds one lock
+/// while waiting for another, so there is no deadlock.
+///
+/// The first busy lock is returned as `(name, holder job id)`, and the caller must then discard
+/// the transaction's changes (the locks taken before it included).
+pub(super) async fn take_locks(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    names: &[String],
+    duration: Duration,
+) -> Result<Option<(String, String)>> {
+    for name in names {
+        let taken = sqlx::query(LOCK_TAKE_SQL)
+            .bind(name)
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(ms(duration))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if taken == 0 {
+            let holder: String =
+                sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            return Ok(Some((name.clone(), holder)));
+        }
+    }
+    Ok(None)
 }

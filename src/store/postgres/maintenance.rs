@@ -88,6 +88,15 @@ pub(super) async fn lead(tx: &mut PgConnection, me: &str) -> Result<Option<i64>>
     }
 }
 
+/// Ends `me`'s maintenance lease, if it holds it.
+pub(super) async fn resign(pool: &sqlx::PgPool, me: &str) -> Result<()> {
+    sqlx::query("DELETE FROM leader WHERE owner = $1")
+        .bind(me)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 impl PgStore {
     /// Deletes up to `batch` jobs that finished (succeeded, failed or canceled) before
     /// `cutoff_ms`, oldest first, with their steps, attempts, events and secret, in one

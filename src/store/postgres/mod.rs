@@ -5,6 +5,11 @@
 //!
 //! Times that decide who may do what (leases, lock expiry, what is due) come from the database
 //! clock through the schema's `now_ms()`, never from a replica's clock: replicas' clocks differ.
+//!
+//! Every worker write is one transaction whose first statement is the fence (`tx`); a write
+//! that changes a job's status or current step, or releases resource locks, says so with
+//! `pg_notify` in its transaction (delivered at commit to every replica, see `listen`) and to
+//! this replica's [`Notifier`] after the commit.
 
 mod audit;
 mod claim;
@@ -18,6 +23,7 @@ mod overview;
 mod read;
 mod run;
 mod submit;
+mod tx;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +32,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 pub use claim::CLAIM_SQL;
-pub use locks::{LOCK_RELEASE_SQL, LOCK_RENEW_SQL, LOCK_TAKE_SQL};
+pub use listen::LISTENER_APPLICATION_NAME;
+pub use locks::LOCK_TAKE_SQL;
 
 use super::notify::Notifier;
 // The neutral names the backend's modules use, as `super::…`.
@@ -82,7 +89,13 @@ impl PgStore {
         let idempotency_secret = idempotency_secret(&pool).await?;
         let notifier = Notifier::default();
         let stop = tokio_util::sync::CancellationToken::new();
-        listen::spawn(pool.clone(), notifier.clone(), stop.clone());
+        listen::spawn(
+            &pool,
+            listen::Wakers {
+                notifier: notifier.clone(),
+            },
+            stop.clone(),
+        );
         Ok(PgStore {
             pool,
             notifier,
@@ -105,8 +118,13 @@ impl PgStore {
         Ok(())
     }
 
+    /// Gives up the maintenance lease (so that another replica takes it at once rather than
+    /// when it expires), stops the listener and closes the pool.
     pub async fn close(&self) {
         self.stop.cancel();
+        if let Err(e) = maintenance::resign(&self.pool, &self.me).await {
+            tracing::debug!(error = %e, "cannot give up the maintenance lease; it expires");
+        }
         self.pool.close().await;
     }
 }

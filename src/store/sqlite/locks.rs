@@ -4,15 +4,23 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::lease::delete_locks;
 use super::{Lease, Result, SqliteStore, Write, ms, now_ms};
 
+/// Deletes the locks of job `?1` held by `?2` while the job is still held by that lease
+/// (`?2`, claim `?3`).
+const UNLOCK_SQL: &str = "DELETE FROM resource_locks WHERE job_id = ?1 AND owner = ?2
+    AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3)";
+
 impl SqliteStore {
-    /// Releases every lock the job holds.
-    pub async fn unlock_all(&self, job_id: &str) -> Result<()> {
-        let job_id = job_id.to_string();
+    /// Releases every lock the job holds under `lease`, if the job still names it.
+    pub async fn unlock_all(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.clone();
         self.write_releasing_locks(move |conn| {
-            delete_locks(conn, &job_id)?;
+            conn.prepare_cached(UNLOCK_SQL)?.execute(params![
+                lease.job_id,
+                lease.owner,
+                lease.attempt
+            ])?;
             Ok(Write::Keep(()))
         })
         .await

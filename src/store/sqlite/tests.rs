@@ -327,6 +327,45 @@ async fn retry_is_scheduled_and_failure_skips_the_rest() {
 }
 
 #[tokio::test]
+async fn a_stale_lease_cannot_release_the_locks_of_whoever_took_its_job_over() {
+    let (s, _d) = store().await;
+    s.submit(&job("j1", None)).await.unwrap();
+    let locks = vec!["everest-accounts".to_string()];
+    let old = s
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let new = s
+        .claim("w2", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = s
+        .begin_attempt(
+            &new.lease,
+            attempt_start(0, "one"),
+            &locks,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(started, Started::Attempt(_)), "{started:?}");
+    let held = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM resource_locks WHERE job_id = 'j1'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+    };
+    // The old worker cleaning up after a store error changes nothing.
+    s.unlock_all(&old.lease).await.unwrap();
+    assert_eq!(held().await, 1);
+    s.unlock_all(&new.lease).await.unwrap();
+    assert_eq!(held().await, 0);
+}
+
+#[tokio::test]
 async fn an_attempt_starts_with_all_its_locks_or_not_at_all() {
     let (s, _d) = store().await;
     s.submit(&job("a", None)).await.unwrap();
