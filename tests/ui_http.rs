@@ -1,14 +1,15 @@
 //! The dashboard over HTTP: sign-in, expiry and sign-out; the origin and form-token checks of
 //! every state-changing request; the security headers; escaping of hostile job data; forms
 //! that go through the API's rules; read-only sessions; live events; and the switch that turns
-//! the dashboard off.
+//! the dashboard off. The tests that read or change jobs run on both backends; those about
+//! sessions, headers and the switch, which no store changes, on SQLite.
 
 mod common;
 mod ui_support;
 
 use std::time::Duration;
 
-use common::{KEY, TestApp};
+use common::{Backend, KEY, TestApp};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -25,7 +26,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 /// refused afterwards; a wrong key is refused; the JSON API does not take the cookie.
 #[tokio::test]
 async fn sign_in_and_sign_out() {
-    let app = start().await;
+    let app = start(Backend::Sqlite).await;
     let anonymous = Browser::new(&app);
     let r = anonymous.get("/ui/jobs?status=failed").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -108,11 +109,11 @@ async fn sessions_expire() {
     app.stop().await;
 }
 
+both_backends!(forged_requests_are_refused);
 /// Every state-changing request, sign-in included, is refused unless the browser says it comes
 /// from the dashboard's origin and it carries the form's token.
-#[tokio::test]
-async fn forged_requests_are_refused() {
-    let app = start().await;
+async fn forged_requests_are_refused(backend: Backend) {
+    let app = start(backend).await;
     app.sandbox.ctl("namespaces-add", "delay", "30");
     let job = app.bootstrap(json!({"username": "alice"})).await;
     let b = Browser::signed_in(&app, KEY).await;
@@ -217,7 +218,7 @@ async fn forged_requests_are_refused() {
 /// never cached and have no inline script, event handler attribute or style attribute.
 #[tokio::test]
 async fn security_headers() {
-    let app = start().await;
+    let app = start(Backend::Sqlite).await;
     let job = app.bootstrap(json!({"username": "alice"})).await;
     app.wait_final(&job).await;
     let b = Browser::signed_in(&app, KEY).await;
@@ -282,11 +283,11 @@ async fn security_headers() {
     app.stop().await;
 }
 
+both_backends!(hostile_job_data_is_escaped);
 /// Values from a job (a failed command's output, an error text, a username, an account listed by
 /// the CLI) are escaped wherever they are shown.
-#[tokio::test]
-async fn hostile_job_data_is_escaped() {
-    let app = start().await;
+async fn hostile_job_data_is_escaped(backend: Backend) {
+    let app = start(backend).await;
     let hostile = "<script>alert(1)</script>";
     let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;";
     app.sandbox
@@ -345,12 +346,12 @@ async fn the_dashboard_can_be_turned_off() {
     app.stop().await;
 }
 
+both_backends!(passwords_are_revealed_to_admins_only_and_recorded);
 /// A generated password is shown to an admin session only, on a reveal of its own that is
 /// recorded as `credentials_read` (by the key's name, with the request id) before it is shown;
 /// a read-only session sees every page but the password, and changes nothing.
-#[tokio::test]
-async fn passwords_are_revealed_to_admins_only_and_recorded() {
-    let app = start().await;
+async fn passwords_are_revealed_to_admins_only_and_recorded(backend: Backend) {
+    let app = start(backend).await;
     let job = app.bootstrap(json!({"username": "alice"})).await;
     assert_eq!(app.wait_final(&job).await["status"], "succeeded");
     let page_path = format!("/ui/jobs/{job}");
@@ -426,12 +427,12 @@ async fn passwords_are_revealed_to_admins_only_and_recorded() {
     app.stop().await;
 }
 
+both_backends!(forms_go_through_the_api);
 /// The forms use the API's parsing and validation: a 422 puts each field error at its field,
 /// the preview is the dry run (nothing queued), the submission is the API's (with an
 /// idempotency key that makes a second click the same job), and other refusals are shown.
-#[tokio::test]
-async fn forms_go_through_the_api() {
-    let app = start().await;
+async fn forms_go_through_the_api(backend: Backend) {
+    let app = start(backend).await;
     let b = Browser::signed_in(&app, KEY).await;
     let blank = b.get("/ui/new/bootstrap_user").await.text().await.unwrap();
     let key = input_value(&blank, "idempotency_key");
@@ -539,11 +540,11 @@ async fn forms_go_through_the_api() {
     app.stop().await;
 }
 
+both_backends!(lists_filter_page_and_link);
 /// The job list takes the API's filters from the URL (a bad one is shown at its field) and pages
 /// with the API's cursor; the tenants page links accounts and namespaces to their jobs.
-#[tokio::test]
-async fn lists_filter_page_and_link() {
-    let app = start().await;
+async fn lists_filter_page_and_link(backend: Backend) {
+    let app = start(backend).await;
     for user in ["alice", "bob"] {
         let job = app.bootstrap(json!({"username": user})).await;
         app.wait_final(&job).await;
@@ -590,11 +591,11 @@ async fn lists_filter_page_and_link() {
     app.stop().await;
 }
 
+both_backends!(job_events_stream_until_the_end);
 /// The event stream says when the job changed and ends when it finished; an open stream ends
 /// when the service shuts down, so it never holds the shutdown.
-#[tokio::test]
-async fn job_events_stream_until_the_end() {
-    let app = start().await;
+async fn job_events_stream_until_the_end(backend: Backend) {
+    let app = start(backend).await;
     app.sandbox.ctl("accounts-create", "delay", "0.5");
     let job = app.bootstrap(json!({"username": "alice"})).await;
     let b = Browser::signed_in(&app, KEY).await;

@@ -8,13 +8,16 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Response, StatusCode, redirect};
 use serde_json::Value;
 
-use crate::common::TestApp;
+use crate::common::{Backend, TestApp};
 
 pub const READ_KEY: &str = "test-key-audit-0123456789";
 
-/// The app with a read-only key `audit` besides the admin keys.
-pub async fn start() -> TestApp {
-    TestApp::start_with(|c| c.read_api_keys = Some(format!("audit:{READ_KEY}"))).await
+/// The app on `backend`, with a read-only key `audit` besides the admin keys.
+pub async fn start(backend: Backend) -> TestApp {
+    TestApp::start_on_with(backend, |c| {
+        c.read_api_keys = Some(format!("audit:{READ_KEY}"))
+    })
+    .await
 }
 
 /// A browser's view of the dashboard: no redirects followed, its session cookie sent by hand.
@@ -136,22 +139,15 @@ pub fn events_of(history: &Value, kind: &str) -> usize {
         .count()
 }
 
-/// Writes a queued job straight into the database, with `username` and a summary that say
-/// what the API would never accept.
+/// Writes a queued job straight into the database (due in the year 3000, so no worker takes
+/// it), with `username` and a summary that say what the API would never accept. `id` and
+/// `username` are the test's own literals.
 pub async fn insert_job(app: &TestApp, id: &str, username: &str) {
-    use sqlx::Connection;
-    let url = format!("sqlite://{}", app.sandbox.db().display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO jobs (id, kind, status, inputs, username, namespace, summary, submitted_by,
                            request_id, created_at, updated_at, run_at)
-         VALUES (?, 'suspend_user', 'queued', '{}', ?, NULL, ?, 'ops', 'r', 1, 1, 32503680000000)",
-    )
-    .bind(id)
-    .bind(username)
-    .bind(format!("summary {username}"))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
+         VALUES ('{id}', 'suspend_user', 'queued', '{{}}', '{username}', NULL,
+                 'summary {username}', 'ops', 'r', 1, 1, 32503680000000)"
+    );
+    app.sandbox.database().execute(&sql).await;
 }
