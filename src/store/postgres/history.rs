@@ -12,83 +12,21 @@ use sqlx::postgres::PgArguments;
 
 use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS, read_job, snapshot};
 use super::{Cursor, History, JobFilter, JobPage, PgStore, Result, StoreError};
+use crate::store::history::{self, Arg};
 use crate::store::rows::{self, AttemptRow, EVENT_COLUMNS, EventRow, JobRow};
 
-/// A bound value of a built query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Arg {
-    Int(i64),
-    Text(String),
-}
-
-/// The terms of a built query and their arguments, numbering the placeholders.
-#[derive(Default)]
-struct Terms {
-    terms: Vec<String>,
-    args: Vec<Arg>,
-}
-
-impl Terms {
-    /// Adds `sql`, whose placeholders are written `?`, with its arguments.
-    fn push(&mut self, sql: &str, args: impl IntoIterator<Item = Arg>) {
-        let mut numbered = String::new();
-        let mut args = args.into_iter();
-        for (i, part) in sql.split('?').enumerate() {
-            if i > 0 {
-                self.args
-                    .push(args.next().expect("an argument per placeholder"));
-                numbered.push_str(&format!("${}", self.args.len()));
-            }
-            numbered.push_str(part);
-        }
-        self.terms.push(numbered);
-    }
-}
-
-/// The SQL and arguments of one page of the list: `limit + 1` rows are asked for, to know
-/// whether another page follows.
+/// The SQL and arguments of one page of the list (see [`crate::store::history::list_query`]),
+/// its placeholders numbered `$1`, `$2`, … in order.
 fn list_query(filter: &JobFilter, after: Option<&Cursor>, limit: u32) -> (String, Vec<Arg>) {
-    let mut q = Terms::default();
-    let status = filter.status.map(|s| s.as_str().to_string());
-    let equal = [
-        ("status = ?", &status),
-        ("kind = ?", &filter.kind),
-        ("username = ?", &filter.username),
-        ("namespace = ?", &filter.namespace),
-        ("submitted_by = ?", &filter.submitted_by),
-    ];
-    for (term, value) in equal {
-        if let Some(value) = value {
-            q.push(term, [Arg::Text(value.clone())]);
+    let (sql, args) = history::list_query(JOB_COLUMNS, filter, after, limit);
+    let mut numbered = String::with_capacity(sql.len() + 8);
+    for (i, part) in sql.split('?').enumerate() {
+        if i > 0 {
+            numbered.push_str(&format!("${i}"));
         }
+        numbered.push_str(part);
     }
-    if let Some(t) = filter.created_after {
-        q.push("created_at >= ?", [Arg::Int(t)]);
-    }
-    // Only the tighter of the two upper bounds is written, as on SQLite: the results are the
-    // same, and the index range has one end.
-    match (after, filter.created_before) {
-        (Some(c), Some(before)) if before <= c.created_at => {
-            q.push("created_at < ?", [Arg::Int(before)]);
-        }
-        (Some(c), _) => q.push(
-            "(created_at, id) < (?, ?)",
-            [Arg::Int(c.created_at), Arg::Text(c.id.clone())],
-        ),
-        (None, Some(before)) => q.push("created_at < ?", [Arg::Int(before)]),
-        (None, None) => {}
-    }
-    let filter_sql = if q.terms.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", q.terms.join(" AND "))
-    };
-    q.args.push(Arg::Int(i64::from(limit) + 1));
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs{filter_sql} ORDER BY created_at DESC, id DESC LIMIT ${}",
-        q.args.len()
-    );
-    (sql, q.args)
+    (numbered, args)
 }
 
 /// The arguments of a built query, for `query_*_with`.

@@ -9,70 +9,16 @@ use sqlx::sqlite::SqliteArguments;
 
 use super::read::{ATTEMPT_COLUMNS, JOB_COLUMNS, JOB_SQL};
 use super::{Cursor, History, JobFilter, JobPage, Result, SqliteStore, StoreError};
+use crate::store::history::{self, Arg};
 use crate::store::rows::{self, AttemptRow, EVENT_COLUMNS, EventRow, JobRow};
 
-/// A bound value of a built query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Arg {
-    Int(i64),
-    Text(String),
-}
-
-/// The SQL and arguments of one page of the list: `limit + 1` rows are asked for, to know
-/// whether another page follows.
+/// The SQL and arguments of one page of the list (see [`crate::store::history::list_query`]).
 pub(super) fn list_query(
     filter: &JobFilter,
     after: Option<&Cursor>,
     limit: u32,
 ) -> (String, Vec<Arg>) {
-    let mut terms: Vec<&str> = Vec::new();
-    let mut args = Vec::new();
-    let status = filter.status.map(|s| s.as_str().to_string());
-    let equal = [
-        ("status = ?", &status),
-        ("kind = ?", &filter.kind),
-        ("username = ?", &filter.username),
-        ("namespace = ?", &filter.namespace),
-        ("submitted_by = ?", &filter.submitted_by),
-    ];
-    for (term, value) in equal {
-        if let Some(value) = value {
-            terms.push(term);
-            args.push(Arg::Text(value.clone()));
-        }
-    }
-    if let Some(t) = filter.created_after {
-        terms.push("created_at >= ?");
-        args.push(Arg::Int(t));
-    }
-    // Only the tighter of the two upper bounds is written: given both, SQLite ranges the index
-    // on one and merely filters on the other, which may read far more rows than one page.
-    match (after, filter.created_before) {
-        (Some(c), Some(before)) if before <= c.created_at => {
-            terms.push("created_at < ?");
-            args.push(Arg::Int(before));
-        }
-        (Some(c), _) => {
-            terms.push("(created_at, id) < (?, ?)");
-            args.push(Arg::Int(c.created_at));
-            args.push(Arg::Text(c.id.clone()));
-        }
-        (None, Some(before)) => {
-            terms.push("created_at < ?");
-            args.push(Arg::Int(before));
-        }
-        (None, None) => {}
-    }
-    let filter_sql = if terms.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", terms.join(" AND "))
-    };
-    args.push(Arg::Int(i64::from(limit) + 1));
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs{filter_sql} ORDER BY created_at DESC, id DESC LIMIT ?"
-    );
-    (sql, args)
+    history::list_query(JOB_COLUMNS, filter, after, limit)
 }
 
 /// The events of job `?`, oldest first.
