@@ -1,5 +1,5 @@
 //! The bulk load of finished jobs shared by the history-at-scale test (`tests/scale.rs`) and the
-//! service benchmark (`benches/service.rs`, which includes this file by path).
+//! service benchmark (`benches/service/`, which includes this file by path).
 
 /// Users the loaded jobs are spread over.
 pub const USERS: i64 = 5_000;
