@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::report::NOISE_LIMIT_PCT;
+
 /// One run's figures (the table in `report.rs` says what each is).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 // Medians are built back from their JSON (see `median`), where a figure that is not a number
@@ -62,7 +64,6 @@ pub struct Figures {
     pub floor_exec_cpu_ms_per_job: f64,
     // Jobs instance: end to end, memory, database.
     pub e2e_jobs_per_s: f64,
-    pub e2e_pct_of_floor: f64,
     pub e2e_finished: f64,
     pub e2e_succeeded: f64,
     pub e2e_submit_rps: f64,
@@ -78,6 +79,16 @@ pub struct Figures {
     pub db_checkpointed_bytes_per_job: Option<f64>,
     /// CPU of other processes, the largest share over the phases.
     pub other_cpu_pct: f64,
+    // Ratios of the above, the targets of issue 14 (`report.rs`), in % unless named `_x_`
+    // (times).
+    pub submit_pct_of_healthz: Option<f64>,
+    pub submit_p99_x_healthz: Option<f64>,
+    pub e2e_submit_pct_of_submit: Option<f64>,
+    pub polls_pct_of_healthz: Option<f64>,
+    pub e2e_pct_of_floor: f64,
+    pub e2e_service_cpu_pct_of_cli: Option<f64>,
+    /// PostgreSQL only: the server's CPU added to the service's.
+    pub e2e_service_db_cpu_pct_of_cli: Option<f64>,
 }
 
 /// What one load phase of the submit or poll kind gave (`run.rs`: `Phase::measure`).
@@ -107,7 +118,16 @@ impl Load {
 impl Figures {
     /// The figures that are ratios of others of the same run.
     pub fn ratios(&mut self) {
+        self.submit_pct_of_healthz = pct(self.submit_rps, self.ceiling_healthz_rps);
+        self.submit_p99_x_healthz = ratio(self.submit_p99_ms, self.ceiling_healthz_p99_ms);
+        self.e2e_submit_pct_of_submit = pct(self.e2e_submit_rps, self.submit_rps);
+        self.polls_pct_of_healthz = pct(self.polls_rps, self.ceiling_healthz_rps);
         self.e2e_pct_of_floor = 100.0 * self.e2e_jobs_per_s / self.floor_jobs_per_s;
+        let cpu = self.e2e_service_cpu_ms_per_job;
+        self.e2e_service_cpu_pct_of_cli = pct(cpu, self.e2e_cli_cpu_ms_per_job);
+        self.e2e_service_db_cpu_pct_of_cli = self
+            .e2e_db_cpu_ms_per_job
+            .and_then(|db| pct(cpu + db, self.e2e_cli_cpu_ms_per_job));
         let stored = |stored: Option<f64>, empty: f64| stored.map(|s| s / empty);
         self.stored_submit_rps_ratio = stored(self.stored_submit_rps, self.submit_rps);
         self.stored_submit_p50_ratio = stored(self.stored_submit_p50_ms, self.submit_p50_ms);
@@ -115,6 +135,12 @@ impl Figures {
         self.stored_polls_rps_ratio = stored(self.stored_polls_rps, self.polls_rps);
         self.stored_polls_p50_ratio = stored(self.stored_polls_p50_ms, self.polls_p50_ms);
         self.stored_polls_p99_ratio = stored(self.stored_polls_p99_ms, self.polls_p99_ms);
+    }
+
+    /// Whether other processes used more than `NOISE_LIMIT_PCT` of the machine's CPU in a
+    /// phase of the run.
+    pub fn noisy(&self) -> bool {
+        self.other_cpu_pct > NOISE_LIMIT_PCT
     }
 
     /// The figures as they are written to the JSON results: numbers by key, without the figures
@@ -146,7 +172,17 @@ impl Figures {
     }
 }
 
-pub fn median(values: &mut [f64]) -> f64 {
+/// `a / b`, where `b` is above 0.
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// `a / b` in %, where `b` is above 0.
+fn pct(a: f64, b: f64) -> Option<f64> {
+    ratio(a, b).map(|r| 100.0 * r)
+}
+
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {

@@ -123,7 +123,11 @@ fn main() -> anyhow::Result<()> {
             options.runs
         );
         let figures = run::run_once(&options, &client_rt, run, stored.as_ref())?;
-        report::print_table(&format!("run {run}"), std::slice::from_ref(&figures));
+        report::print_table(
+            &options,
+            &format!("run {run}"),
+            std::slice::from_ref(&figures),
+        );
         let noise = figures.other_cpu_pct;
         if noise > options.max_noise && discarded.len() < options.retries {
             println!(
@@ -137,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         runs.push(figures);
     }
     if runs.len() > 1 {
-        report::print_table(&format!("median of {} runs", runs.len()), &runs);
+        report::print_table(&options, &format!("median of {} runs", runs.len()), &runs);
     }
     if let Some(stored) = &stored {
         println!(

@@ -61,7 +61,8 @@ impl Options {
                       submit, end-to-end and poll phases; output in target/bench-profile/.
                       Profiled figures are slower: do not record them.
   --max-noise PCT     a run during which other processes used more than PCT % of the
-                      machine's CPU is discarded and run again (10)
+                      machine's CPU is discarded and run again (10); whatever this says, a
+                      run above 10 % is flagged noisy in the table and the JSON
   --retries N         at most N runs are discarded that way (as many as --runs)
   --service-env K=V   extra environment for every service (repeatable; it wins over the
                       benchmark's own settings), e.g. to try a knob
