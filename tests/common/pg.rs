@@ -233,6 +233,14 @@ fn cluster() -> &'static Cluster {
         .expect("the PostgreSQL test cluster runs (call `database` first)")
 }
 
+/// The pid of this binary's PostgreSQL server (its postmaster, the parent of every backend),
+/// if its cluster was started.
+pub fn server_pid() -> Option<u32> {
+    let cluster = CLUSTER.get()?.as_ref().ok()?;
+    let pid = std::fs::read_to_string(cluster.dir.join("data").join("postmaster.pid")).ok()?;
+    pid.lines().next()?.trim().parse().ok()
+}
+
 /// Stops this test binary's cluster the way an operator's restart does (`pg_ctl stop -m fast`:
 /// every connection is cut), and waits until it is down. It stops the database of every test
 /// of the binary: a test that calls it must be alone in its binary.
