@@ -29,8 +29,8 @@
 //! With `--backend postgres` every instance runs on a fresh database of a private PostgreSQL 15
 //! cluster, started as the tests start theirs (`tests/common/pg.rs`), and the server's CPU is
 //! reported apart from the service's; `--replicas N` starts N services of the jobs instance on
-//! its one database and spreads the end-to-end submissions over them. The stored-jobs phases
-//! load SQLite only so far.
+//! its one database and spreads the end-to-end submissions over them. The stored jobs are then
+//! loaded into a database of that cluster (none by default: `--stored-jobs` gives how many).
 //!
 //! Every phase is bounded in time. The figures are printed as a table and written as JSON to
 //! `target/bench-results.json` (or `$CARGO_TARGET_DIR/bench-results.json`).

@@ -281,6 +281,9 @@ impl Run<'_> {
             Some(o.jobs),
             submit_op(&self.client, replicas, "e", None),
         ));
+        if submits.errors > 0 {
+            replicas.iter().for_each(Service::report_errors);
+        }
         submits.check("end-to-end submit")?;
         let remaining = o.e2e_timeout.saturating_sub(phase_start.elapsed());
         let finished = rt.block_on(wait_finished(
@@ -423,6 +426,9 @@ impl Phase<'_> {
         let cpu = Cpu::sample(&[pid]).since(&before);
         note_noise(f, what, &cpu);
         profiler.finish()?;
+        if r.errors > 0 {
+            self.svc.report_errors();
+        }
         r.check(what)?;
         Ok(Load {
             rps: r.rate(),

@@ -181,6 +181,22 @@ impl Service {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// Says on stderr what the service logged as errors (the first few lines), for a phase
+    /// whose requests failed.
+    pub fn report_errors(&self) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(r#""level":"ERROR""#))
+            .collect();
+        if let Some(first) = errors.first() {
+            eprintln!(
+                "     the service logged {} errors; the first: {first}",
+                errors.len()
+            );
+        }
+    }
+
     pub fn memory(&self) -> anyhow::Result<Memory> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let field = |name: &str| -> u64 {
