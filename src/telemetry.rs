@@ -98,6 +98,11 @@ fn describe() {
         Unit::Count,
         "Jobs taken over from a dead owner, at start or after their lease expired"
     );
+    describe_counter!(
+        "lock_handoffs_total",
+        Unit::Count,
+        "Step attempts started by the write that released the lock they waited for"
+    );
     describe_gauge!(
         "jobs_queued",
         Unit::Count,
@@ -123,6 +128,7 @@ fn describe() {
         counter!("http_connections_closed_total", "reason" => reason.label()).absolute(0);
     }
     gauge!("http_connections_open").set(0.0);
+    counter!("lock_handoffs_total").absolute(0);
 }
 
 /// Why the server closed a connection on its own.
@@ -255,6 +261,11 @@ pub fn cli_invocation(program: &str, class: &str) {
 /// Jobs taken over from a dead owner (at startup, or after their lease expired).
 pub fn lease_recoveries(n: u64) {
     counter!("lease_recoveries_total").increment(n);
+}
+
+/// A step attempt was started by the write that released the lock it waited for.
+pub fn lock_handoff() {
+    counter!("lock_handoffs_total").increment(1);
 }
 
 /// Queue depth and running jobs, sampled when metrics are scraped.

@@ -273,6 +273,7 @@ async fn every_metric_family_has_help_and_type(backend: Backend) {
         "step_duration_seconds",
         "cli_invocations_total",
         "lease_recoveries_total",
+        "lock_handoffs_total",
         "jobs_queued",
         "jobs_running",
     ];
@@ -292,4 +293,38 @@ async fn every_metric_family_has_help_and_type(backend: Backend) {
     assert_eq!(kind["job_duration_seconds"], "histogram");
     assert_eq!(kind["jobs_queued"], "gauge");
     app.stop().await;
+}
+
+both_backends!(a_waiting_attempt_is_started_by_the_write_that_releases_its_lock);
+/// Bootstraps queue up on `everest-accounts` (and the RBAC lock): each release starts a waiting
+/// attempt in the same commit, counted in `lock_handoffs_total`, and the serialized commands
+/// still never overlap.
+async fn a_waiting_attempt_is_started_by_the_write_that_releases_its_lock(backend: Backend) {
+    const JOBS: usize = 24;
+    let _serial = SERIAL.lock().await;
+    let app = TestApp::start_on_with(backend, |c| c.worker_concurrency = 4).await;
+    // Time inside each command lets the other workers reach the lock and wait.
+    app.sandbox.ctl("accounts-create", "delay", "0.02");
+    let before = sample(&scrape(&app).await, "lock_handoffs_total", &[]);
+    let mut ids = Vec::new();
+    for i in 0..JOBS {
+        ids.push(
+            app.bootstrap(json!({"username": format!("handoff{i}")}))
+                .await,
+        );
+    }
+    for id in &ids {
+        let status = app.wait_final(id).await;
+        assert_eq!(status["status"], "succeeded", "{status}");
+    }
+    let creates = common::replicas::calls(&app.sandbox, "accounts-create");
+    assert_eq!(creates.len(), JOBS, "one `accounts create` per bootstrap");
+    common::replicas::assert_no_overlap("accounts-create", &creates);
+    let handed = sample(&scrape(&app).await, "lock_handoffs_total", &[]) - before;
+    // Four workers, one lock holder at a time: most starts of a serialized step wait, and
+    // each is started by its predecessor's end. (Other tests of this binary run one at a time.)
+    assert!(
+        handed >= (JOBS / 2) as f64,
+        "{handed} of {JOBS} serialized starts were handed off"
+    );
 }

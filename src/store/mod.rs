@@ -33,6 +33,7 @@
 
 mod control;
 mod error;
+mod handoff;
 mod history;
 mod lease;
 mod model;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 pub use control::{CancelOutcome, RetryOutcome};
 pub use error::{Cause, Result, StoreError};
+pub use handoff::Parked;
 pub use history::{Cursor, History, JobFilter, JobPage};
 pub use lease::{Lease, Recovered};
 pub use model::{
@@ -287,6 +289,34 @@ impl Store {
         lock_for: Duration,
     ) -> Result<Started> {
         on_backend!(self, b => b.begin_attempt(lease, start, locks, lock_for).await)
+    }
+
+    /// Parks an attempt refused a lock (after [`Store::begin_attempt`] answered `Busy`): the
+    /// write of this process that next releases one of `locks` starts it in its own commit
+    /// and answers in [`Parked::started`] (see `handoff`). Waiters still wait on
+    /// [`Store::locks_released`] too, for the releases nobody handed off.
+    pub fn park(
+        &self,
+        lease: &Lease,
+        start: AttemptStart,
+        locks: &[String],
+        lock_for: Duration,
+    ) -> Parked {
+        self.notifier()
+            .parking()
+            .park(lease, start, locks, lock_for)
+    }
+
+    /// Takes a parked attempt back; `false` when a holder took it first: [`Parked::started`]
+    /// then answers, and if it closes without an id, [`Store::handed_off`] decides.
+    pub fn unpark(&self, parked: &Parked) -> bool {
+        self.notifier().parking().unpark(parked)
+    }
+
+    /// The attempt at `position` that runs under `lease` and has not ended: the one a holder
+    /// started on the waiter's behalf, when the waiter could not hear of it.
+    pub async fn handed_off(&self, lease: &Lease, position: i64) -> Result<Option<i64>> {
+        on_backend!(self, b => b.handed_off(lease, position).await)
     }
 
     /// Records a whole attempt that ran nothing and what follows for the job, in one

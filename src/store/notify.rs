@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, broadcast};
 
+use super::handoff::Parking;
+
 /// How many job ids a slow receiver may fall behind before it is told it lagged.
 const CHANGES_BUFFER: usize = 1024;
 
@@ -16,6 +18,8 @@ pub struct Notifier {
     /// Wakes this process's idle worker loop: a job was queued (here, or on PostgreSQL by
     /// another replica).
     queued: Arc<Notify>,
+    /// This process's attempts waiting for a lock (see `handoff`).
+    parking: Arc<Parking>,
 }
 
 impl Default for Notifier {
@@ -24,6 +28,7 @@ impl Default for Notifier {
             locks_released: Arc::default(),
             changes: broadcast::channel(CHANGES_BUFFER).0,
             queued: Arc::default(),
+            parking: Arc::default(),
         }
     }
 }
@@ -60,5 +65,10 @@ impl Notifier {
     /// The ids of jobs that may have changed, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changes.subscribe()
+    }
+
+    /// The attempts of this process waiting for a lock.
+    pub(super) fn parking(&self) -> &Arc<Parking> {
+        &self.parking
     }
 }

@@ -358,6 +358,11 @@ impl JobRun {
     /// Takes the step's locks, waiting while another job holds one, and records the start of
     /// the attempt. `None` when the job stopped meanwhile (it is then ended as between steps) or
     /// the lease was lost.
+    ///
+    /// While it waits, the attempt is parked: a job of this process that releases the lock
+    /// starts this attempt in the same commit (see `store::handoff`). Releases nobody handed
+    /// off (of other processes, or of locks left free) wake it to try again itself, and so does
+    /// a timer, for a notification that was lost.
     async fn start(
         &self,
         start: AttemptStart,
@@ -365,38 +370,47 @@ impl JobRun {
     ) -> Result<Option<i64>, StoreError> {
         let mut pause = Duration::from_millis(10);
         let store = &self.shared.store;
+        let lock_for = self.shared.settings.lease;
         loop {
             // Listen before trying, so that a release right after a refusal is not missed.
             let released = store.locks_released().notified();
             tokio::pin!(released);
             released.as_mut().enable();
             match store
-                .begin_attempt(
-                    &self.lease,
-                    start.clone(),
-                    locks,
-                    self.shared.settings.lease,
-                )
+                .begin_attempt(&self.lease, start.clone(), locks, lock_for)
                 .await?
             {
                 Started::Attempt(id) => return Ok(Some(id)),
-                Started::LeaseLost => {
-                    self.stop.trigger(StopReason::LeaseLost);
-                    tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
-                    return Ok(None);
-                }
+                Started::LeaseLost => return Ok(self.lease_lost()),
                 Started::Busy { name, holder } => {
                     tracing::debug!(job.id = %self.lease.job_id, lock = %name, holder = %holder, "waiting for a resource lock");
                 }
             }
-            // Woken early when a job of this process releases its locks; other processes' locks
-            // are polled.
-            let stopped = tokio::select! {
-                _ = self.stop.token.cancelled() => true,
-                _ = self.shared.draining.cancelled() => true,
-                _ = released => false,
-                _ = tokio::time::sleep(pause) => false,
+            let mut parked = store.park(&self.lease, start.clone(), locks, lock_for);
+            let (stopped, answer) = tokio::select! {
+                _ = self.stop.token.cancelled() => (true, None),
+                _ = self.shared.draining.cancelled() => (true, None),
+                _ = released => (false, None),
+                _ = tokio::time::sleep(pause) => (false, None),
+                answer = &mut parked.started => (false, Some(answer)),
             };
+            let answer = match answer {
+                Some(answer) => Some(answer),
+                // Not handed off yet: take the place back, unless a holder just took it (its
+                // answer then comes with its commit).
+                None if store.unpark(&parked) => None,
+                None => Some(parked.started.await),
+            };
+            let handed_off = match answer {
+                Some(Ok(id)) => Some(id),
+                // Taken but not told: the holder's commit may still have started the attempt.
+                Some(Err(_)) => store.handed_off(&self.lease, start.position).await?,
+                None => None,
+            };
+            if handed_off.is_some() {
+                crate::telemetry::lock_handoff();
+                return Ok(handed_off);
+            }
             if stopped {
                 // Decide as between steps.
                 self.may_start_step(start.position as usize).await?;
@@ -404,6 +418,12 @@ impl JobRun {
             }
             pause = (pause * 2).min(Duration::from_millis(500));
         }
+    }
+
+    fn lease_lost(&self) -> Option<i64> {
+        self.stop.trigger(StopReason::LeaseLost);
+        tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
+        None
     }
 
     /// The record and verdict of a single command.

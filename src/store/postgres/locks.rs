@@ -26,7 +26,8 @@ use super::{Lease, PgStore, Result, ms};
 pub const LOCK_TAKE_SQL: &str = "INSERT INTO resource_locks (name, job_id, owner, expires_at)
  VALUES ($1, $2, $3, now_ms() + $4)
  ON CONFLICT (name) DO UPDATE
-    SET job_id = EXCLUDED.job_id, owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+    SET job_id = EXCLUDED.job_id, owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at,
+        wanted_by = NULL
   WHERE resource_locks.expires_at <= now_ms() OR resource_locks.job_id = EXCLUDED.job_id";
 
 /// Deletes the locks of job `$1` held by `$2` while the job is still held by that lease
@@ -50,6 +51,41 @@ impl PgStore {
         }
         write.commit(self).await
     }
+}
+
+/// Notes on lock `$1`, held by another replica than `$2`, that replica `$2` waits for it (see
+/// [`release_locks`]). Only a change is written: a replica that keeps asking writes once per
+/// holder.
+const WANT_SQL: &str = "UPDATE resource_locks SET wanted_by = $2
+  WHERE name = $1 AND owner <> $2 AND wanted_by IS DISTINCT FROM $2";
+
+impl PgStore {
+    /// Notes that `lease`'s replica waits for lock `name` (a hint, not fenced: it only keeps
+    /// the holder's replica from handing the lock to its own waiters next).
+    pub(super) async fn want_lock(&self, lease: &Lease, name: &str) -> Result<()> {
+        sqlx::query(WANT_SQL)
+            .bind(name)
+            .bind(&lease.owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Drops the resource locks the job holds; returns each one's name and whether another replica
+/// asked for it meanwhile. A lock no other replica asked for may be handed to a waiter of this
+/// replica in the same transaction; one another replica asked for is left free for all, so
+/// that the waiters of one replica cannot keep a lock from the others' for ever.
+pub(super) async fn release_locks(
+    conn: &mut PgConnection,
+    job_id: &str,
+) -> Result<Vec<(String, bool)>> {
+    Ok(sqlx::query_as(
+        "DELETE FROM resource_locks WHERE job_id = $1 RETURNING name, wanted_by IS NOT NULL",
+    )
+    .bind(job_id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Takes all of `names` for the job of `lease`, one by one, in the given order (see

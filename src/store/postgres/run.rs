@@ -6,13 +6,14 @@ use std::time::Duration;
 use sqlx::Executor;
 
 use super::lease::{delete_locks, interrupt_attempts, requeue};
-use super::locks::take_locks;
-use super::tx::Write;
+use super::locks::{release_locks, take_locks};
+use super::tx::{Write, fence};
 use super::{
     AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Lease, PgStore, Result, Started,
     StepEnd, Then, ms,
 };
 use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
+use crate::store::handoff::{HandedOff, Parking, still_free};
 use crate::store::run::step_finished_detail;
 
 /// The first of `locks` (in name order) held, unexpired, by another job than the lease's, read
@@ -52,6 +53,7 @@ impl PgStore {
         // that finds the lock still held by another job answers for the write, which would
         // take the job row, a savepoint and the lock row only to roll them back.
         if let Some((name, holder)) = held_by_another(&self.pool, lease, locks).await? {
+            self.want_lock(lease, &name).await?;
             return Ok(Started::Busy { name, holder });
         }
         let Some(mut write) = self.fenced(lease).await? else {
@@ -99,32 +101,64 @@ impl PgStore {
             return Ok(Finished::LeaseLost);
         };
         end_attempt(&mut write, lease, ending.id, &ending.attempt, &ending.step).await?;
-        if delete_locks(write.conn(), &lease.job_id).await? {
-            write.released();
-        }
+        let released = release_locks(write.conn(), &lease.job_id).await?;
         end_job(&mut write, lease, &ending.job, secret_ttl).await?;
         let then = match ending.job {
             JobEnd::Continue => then,
             _ => Then::Nothing,
         };
-        let finished = match then {
-            Then::Nothing => Finished::Ended,
+        let (finished, retaken) = match then {
+            Then::Nothing => (Finished::Ended, Vec::new()),
             Then::Start {
                 start,
                 locks,
                 lock_for,
             } => match start_locked(&mut write, lease, &start, &locks, lock_for).await? {
-                Ok(id) => Finished::Started(id),
-                Err((name, holder)) => Finished::Busy { name, holder },
+                Ok(id) => (Finished::Started(id), locks),
+                Err((name, holder)) => (Finished::Busy { name, holder }, Vec::new()),
             },
             Then::Record { start, ending } => {
                 let (attempt, step, job) = &*ending;
                 record_whole(&mut write, lease, &start, (attempt, step, job), secret_ttl).await?;
-                Finished::Recorded
+                (Finished::Recorded, Vec::new())
             }
         };
+        let released: Vec<(String, bool)> = released
+            .into_iter()
+            .filter(|(name, _)| !retaken.contains(name))
+            .collect();
+        // Only locks no other replica asked for go to this replica's waiters.
+        let offered: Vec<String> = released
+            .iter()
+            .filter(|(_, wanted)| !wanted)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let handed = hand_off(&mut write, self.notifier.parking(), &offered).await?;
+        let free = released.into_iter().map(|(name, _)| name).collect();
+        if !still_free(free, handed.as_ref()).is_empty() {
+            write.released();
+        }
         write.commit(self).await?;
+        if let Some(handed) = handed {
+            handed.tell();
+        }
         Ok(finished)
+    }
+
+    /// The attempt at `position` that runs under `lease` and has not ended.
+    pub async fn handed_off(&self, lease: &Lease, position: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM step_attempts
+              WHERE job_id = $1 AND job_attempt = $2 AND worker = $3 AND position = $4
+                AND finished_at IS NULL
+              ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&lease.job_id)
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(position)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).
@@ -264,6 +298,39 @@ async fn start_locked(
     Ok(Ok(id))
 }
 
+/// Starts the attempt parked longest for locks among `free`, fenced on its own lease, in
+/// the caller's transaction (see `handoff`). A waiter whose lease is lost is dropped from the
+/// queue (it hears so and tries itself) and the next one is tried.
+///
+/// The waiter's job row is locked here after the holder's, and its locks are rows this
+/// transaction deleted: no cycle can form, as a parked waiter runs no transaction of its own
+/// but its lease renewal, which takes nothing of the holder's.
+async fn hand_off(
+    write: &mut Write,
+    parking: &Parking,
+    free: &[String],
+) -> Result<Option<HandedOff>> {
+    while let Some(waiter) = parking.take(free) {
+        if !fence(write.conn(), &waiter.lease).await? {
+            continue;
+        }
+        let own = write.retarget(&waiter.lease.job_id);
+        let started = start_locked(
+            write,
+            &waiter.lease,
+            &waiter.start,
+            &waiter.locks,
+            waiter.lock_for,
+        )
+        .await;
+        write.retarget(&own);
+        if let Ok(id) = started? {
+            return Ok(Some(waiter.started(id)));
+        }
+    }
+    Ok(None)
+}
+
 /// Records a whole attempt that ran nothing, and what follows for its job (the caller fenced).
 async fn record_whole(
     write: &mut Write,
@@ -346,7 +413,7 @@ async fn end_job(write: &mut Write, lease: &Lease, end: &JobEnd, ttl: Duration) 
         JobEnd::Requeue { reason } => {
             interrupt_attempts(write.conn(), id).await?;
             requeue(write.conn(), id).await?;
-            if delete_locks(write.conn(), id).await? {
+            if !delete_locks(write.conn(), id).await?.is_empty() {
                 write.released();
             }
             write
@@ -419,7 +486,7 @@ async fn end_job(write: &mut Write, lease: &Lease, end: &JobEnd, ttl: Duration) 
             .bind(id)
             .execute(write.conn())
             .await?;
-            if delete_locks(write.conn(), id).await? {
+            if !delete_locks(write.conn(), id).await?.is_empty() {
                 write.released();
             }
             if status == JobStatus::Canceled {

@@ -11,7 +11,8 @@ use super::{Lease, PgStore, Result};
 pub(super) struct Write {
     tx: sqlx::Transaction<'static, Postgres>,
     job_id: String,
-    changed: bool,
+    /// The jobs whose status or current step changed (this one, or a lock's waiter).
+    changed: Vec<String>,
     released: bool,
     queued: bool,
 }
@@ -22,7 +23,7 @@ impl PgStore {
         Ok(Write {
             tx: self.pool.begin().await?,
             job_id: job_id.to_string(),
-            changed: false,
+            changed: Vec::new(),
             released: false,
             queued: false,
         })
@@ -34,23 +35,28 @@ impl PgStore {
     /// lost.
     pub(super) async fn fenced(&self, lease: &Lease) -> Result<Option<Write>> {
         let mut write = self.write(&lease.job_id).await?;
-        let held = sqlx::query(
-            "UPDATE jobs SET updated_at = now_ms()
-              WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
-        )
-        .bind(&lease.job_id)
-        .bind(&lease.owner)
-        .bind(lease.attempt)
-        .execute(write.conn())
-        .await?
-        .rows_affected()
-            == 1;
-        if !held {
+        if !fence(write.conn(), lease).await? {
             write.tx.rollback().await?;
             return Ok(None);
         }
         Ok(Some(write))
     }
+}
+
+/// The fence: touches the job row only if `lease` still holds it, and keeps that row's lock
+/// until the commit.
+pub(super) async fn fence(conn: &mut PgConnection, lease: &Lease) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET updated_at = now_ms()
+          WHERE id = $1 AND lease_owner = $2 AND attempt = $3 AND status = 'running'",
+    )
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .bind(lease.attempt)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 impl Write {
@@ -60,13 +66,21 @@ impl Write {
         self
     }
 
+    /// Writes about `job_id` from now on (a lock hand-off starts a waiter's attempt); returns
+    /// the job it wrote about until now.
+    pub(super) fn retarget(&mut self, job_id: &str) -> String {
+        std::mem::replace(&mut self.job_id, job_id.to_string())
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
 
     /// The job's status or current step changed.
     pub(super) fn changed(&mut self) {
-        self.changed = true;
+        if !self.changed.contains(&self.job_id) {
+            self.changed.push(self.job_id.clone());
+        }
     }
 
     /// Resource locks were released.
@@ -118,16 +132,14 @@ impl Write {
 
     /// Sends the notifications the write owes, commits, then tells this replica's notifier.
     pub(super) async fn commit(mut self, store: &PgStore) -> Result<()> {
-        let job_id = std::mem::take(&mut self.job_id);
+        let changed = std::mem::take(&mut self.changed);
         // One statement for every notification the write owes (each is a round trip).
-        let channels: Vec<(&str, &str)> = [
-            (self.changed, JOB_CHANGED, job_id.as_str()),
-            (self.released, LOCKS_RELEASED, ""),
-            (self.queued, JOB_QUEUED, ""),
-        ]
-        .into_iter()
-        .filter_map(|(owed, channel, payload)| owed.then_some((channel, payload)))
-        .collect();
+        let channels: Vec<(&str, &str)> = changed
+            .iter()
+            .map(|job_id| (JOB_CHANGED, job_id.as_str()))
+            .chain(self.released.then_some((LOCKS_RELEASED, "")))
+            .chain(self.queued.then_some((JOB_QUEUED, "")))
+            .collect();
         if !channels.is_empty() {
             let (names, payloads): (Vec<&str>, Vec<&str>) = channels.into_iter().unzip();
             sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n (c, p)")
@@ -137,8 +149,8 @@ impl Write {
                 .await?;
         }
         self.tx.commit().await?;
-        if self.changed {
-            store.notifier.changed(&job_id);
+        for job_id in &changed {
+            store.notifier.changed(job_id);
         }
         if self.released {
             store.notifier.locks_released();

@@ -153,11 +153,13 @@ pub(super) fn requeue(tx: &Connection, job_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Drops the resource locks a job holds.
-pub(super) fn delete_locks(tx: &Connection, job_id: &str) -> Result<()> {
-    tx.prepare_cached("DELETE FROM resource_locks WHERE job_id = ?")?
-        .execute([job_id])?;
-    Ok(())
+/// Drops the resource locks a job holds; returns their names.
+pub(super) fn delete_locks(tx: &Connection, job_id: &str) -> Result<Vec<String>> {
+    let names = tx
+        .prepare_cached("DELETE FROM resource_locks WHERE job_id = ? RETURNING name")?
+        .query_map([job_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
 }
 
 fn claim(tx: &Connection, worker: String, lease: Duration) -> Result<Option<Claimed>> {

@@ -10,6 +10,7 @@ use super::{
     StepEnd, Then, Write, event, ms, now_ms,
 };
 use crate::domain::{AttemptOutcome, ErrorKind, JobStatus, StepStatus};
+use crate::store::handoff::{HandedOff, Parking, still_free};
 use crate::store::run::step_finished_detail;
 
 impl SqliteStore {
@@ -111,7 +112,9 @@ impl SqliteStore {
 
     /// Records the end of an attempt, its step and what follows for the job, and releases the
     /// job's resource locks; then, if the job goes on, `then`, all in one transaction. A next
-    /// attempt that cannot take its locks is not started; the end is recorded anyway.
+    /// attempt that cannot take its locks is not started; the end is recorded anyway. A lock
+    /// released and not taken again by `then` goes to the attempt parked longest for it (see
+    /// `handoff`), started in the same transaction; only locks left free wake the waiters.
     pub async fn finish_attempt_then(
         &self,
         lease: &Lease,
@@ -119,33 +122,66 @@ impl SqliteStore {
         then: Then,
         secret_ttl: Duration,
     ) -> Result<Finished> {
-        let finished = self
-            .fenced(lease, true, move |conn, lease| {
+        let parking = self.notifier.parking().clone();
+        let done = self
+            .fenced(lease, false, move |conn, lease| {
                 end_attempt(conn, lease, ending.id, &ending.attempt, &ending.step)?;
-                super::lease::delete_locks(conn, &lease.job_id)?;
+                let released = super::lease::delete_locks(conn, &lease.job_id)?;
                 end_job(conn, lease, &ending.job, secret_ttl)?;
                 let then = match ending.job {
                     JobEnd::Continue => then,
                     _ => Then::Nothing,
                 };
-                Ok(match then {
-                    Then::Nothing => Finished::Ended,
+                let (finished, retaken) = match then {
+                    Then::Nothing => (Finished::Ended, Vec::new()),
                     Then::Start {
                         start,
                         locks,
                         lock_for,
                     } => match start_locked(conn, lease, &start, &locks, lock_for)? {
-                        Ok(id) => Finished::Started(id),
-                        Err((name, holder)) => Finished::Busy { name, holder },
+                        Ok(id) => (Finished::Started(id), locks),
+                        Err((name, holder)) => (Finished::Busy { name, holder }, Vec::new()),
                     },
                     Then::Record { start, ending } => {
                         record_whole(conn, lease, &start, &ending, secret_ttl)?;
-                        Finished::Recorded
+                        (Finished::Recorded, Vec::new())
                     }
-                })
+                };
+                let free: Vec<String> = released
+                    .into_iter()
+                    .filter(|name| !retaken.contains(name))
+                    .collect();
+                let handed = hand_off(conn, &parking, &free)?;
+                Ok((finished, free, handed))
             })
             .await?;
-        Ok(finished.unwrap_or(Finished::LeaseLost))
+        let Some((finished, free, handed)) = done else {
+            return Ok(Finished::LeaseLost);
+        };
+        if !still_free(free, handed.as_ref()).is_empty() {
+            self.notifier.locks_released();
+        }
+        if let Some(handed) = handed {
+            self.changed(&handed.job_id);
+            handed.tell();
+        }
+        Ok(finished)
+    }
+
+    /// The attempt at `position` that runs under `lease` and has not ended.
+    pub async fn handed_off(&self, lease: &Lease, position: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM step_attempts
+              WHERE job_id = ? AND job_attempt = ? AND worker = ? AND position = ?
+                AND finished_at IS NULL
+              ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&lease.job_id)
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(position)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Ends a job without an attempt (nothing left to run, or a step that could not start).
@@ -289,14 +325,37 @@ fn start_locked(
     locks: &[String],
     lock_for: Duration,
 ) -> Result<std::result::Result<i64, (String, String)>> {
-    tx.execute_batch("SAVEPOINT start")?;
+    tx.prepare_cached("SAVEPOINT start")?.execute([])?;
     if let Some(busy) = take_locks(tx, lease, locks, lock_for)? {
-        tx.execute_batch("ROLLBACK TO start; RELEASE start")?;
+        tx.prepare_cached("ROLLBACK TO start")?.execute([])?;
+        tx.prepare_cached("RELEASE start")?.execute([])?;
         return Ok(Err(busy));
     }
     let id = record_start(tx, lease, start)?;
-    tx.execute_batch("RELEASE start")?;
+    tx.prepare_cached("RELEASE start")?.execute([])?;
     Ok(Ok(id))
+}
+
+/// Starts the attempt parked longest for locks among `free`, fenced on its own lease, in
+/// the caller's transaction. A waiter whose lease is lost is dropped from the queue (it
+/// hears so and tries itself) and the next one is tried.
+fn hand_off(tx: &Connection, parking: &Parking, free: &[String]) -> Result<Option<HandedOff>> {
+    while let Some(waiter) = parking.take(free) {
+        if !fence(tx, &waiter.lease)? {
+            continue;
+        }
+        let started = start_locked(
+            tx,
+            &waiter.lease,
+            &waiter.start,
+            &waiter.locks,
+            waiter.lock_for,
+        )?;
+        if let Ok(id) = started {
+            return Ok(Some(waiter.started(id)));
+        }
+    }
+    Ok(None)
 }
 
 /// Records a whole attempt that ran nothing, and what follows for its job (the caller fenced).

@@ -670,3 +670,89 @@ async fn applied_migrations_keep_their_versions_and_checksums() {
         );
     }
 }
+
+/// Ends attempt `id` of `lease` as succeeded, its job going on.
+async fn end_step(s: &SqliteStore, lease: &Lease, id: i64) {
+    let ending = AttemptEnding {
+        id,
+        attempt: ok_attempt(),
+        step: StepEnd::Succeeded { output: None },
+        job: JobEnd::Continue,
+    };
+    let finished = s
+        .finish_attempt_then(lease, ending, Then::Nothing, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Ended);
+}
+
+#[tokio::test]
+async fn a_released_lock_starts_the_parked_waiter_in_the_same_commit() {
+    let (s, _d) = store().await;
+    for id in ["a", "b", "c"] {
+        s.submit(&job(id, None)).await.unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    let a = s.claim("w", lease).await.unwrap().unwrap();
+    let b = s.claim("w", lease).await.unwrap().unwrap();
+    let c = s.claim("w", lease).await.unwrap().unwrap();
+    let x = vec!["x".to_string()];
+    let Started::Attempt(held) = s
+        .begin_attempt(&a.lease, attempt_start(0, "one"), &x, lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a takes x")
+    };
+    let refused = s
+        .begin_attempt(&b.lease, attempt_start(0, "one"), &x, lease)
+        .await
+        .unwrap();
+    assert!(matches!(refused, Started::Busy { .. }), "{refused:?}");
+    let parking = s.notifier().parking().clone();
+    let parked = parking.park(&b.lease, attempt_start(0, "one"), &x, lease);
+    let commits = s.writer.commits();
+    end_step(&s, &a.lease, held).await;
+    let started = parked
+        .started
+        .await
+        .expect("b's attempt was started for it");
+    assert_eq!(
+        s.writer.commits(),
+        commits + 1,
+        "one commit for a's end and b's start"
+    );
+    assert_eq!(s.handed_off(&b.lease, 0).await.unwrap(), Some(started));
+    let attempts = s.attempts(&b.lease.job_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].id, started);
+    assert_eq!(attempts[0].worker, "w");
+    let holder: String = sqlx::query_scalar("SELECT job_id FROM resource_locks WHERE name = 'x'")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(holder, b.lease.job_id);
+
+    // A waiter whose lease is gone is passed over: its answer closes, nothing is started for
+    // it, and the lock is left free and announced.
+    let stale = Lease {
+        attempt: c.lease.attempt + 1,
+        ..c.lease.clone()
+    };
+    let gone = parking.park(&stale, attempt_start(0, "one"), &x, lease);
+    let released = s.notifier().released().notified();
+    tokio::pin!(released);
+    released.as_mut().enable();
+    end_step(&s, &b.lease, started).await;
+    assert!(gone.started.await.is_err());
+    assert_eq!(s.handed_off(&stale, 0).await.unwrap(), None);
+    assert!(s.attempts(&c.lease.job_id).await.unwrap().is_empty());
+    tokio::time::timeout(Duration::from_secs(10), released)
+        .await
+        .expect("the free lock was announced");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resource_locks")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

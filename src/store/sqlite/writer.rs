@@ -203,8 +203,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
                         Err(_) => None,
                     }
                 };
-                if commit(&conn, first, &mut more) {
-                    commits.fetch_add(1, Ordering::Relaxed);
+                if commit(&conn, first, &mut more, &commits) {
                     crate::telemetry::write_batch(taken);
                 }
             }
@@ -252,9 +251,15 @@ fn truncate(conn: &Connection) -> rusqlite::Result<bool> {
 
 /// Runs `first`, then whatever `more` yields (operations queued meanwhile join the batch until
 /// the queue is empty), each in its own savepoint, and commits them in one transaction.
-/// Returns `true` when the batch was committed.
-fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) -> bool {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+/// Returns `true` when the batch was committed; it is counted in `commits` before any answer
+/// goes out.
+fn commit(
+    conn: &Connection,
+    first: Op,
+    more: &mut dyn FnMut() -> Option<Op>,
+    commits: &AtomicU64,
+) -> bool {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         (first(None).answer)(Err(Arc::new(e)));
         return false;
     }
@@ -262,7 +267,7 @@ fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) ->
     let mut broken = None;
     let mut next = Some(first);
     while let Some(op) = next.take() {
-        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = control(conn, "SAVEPOINT op") {
             let e = Arc::new(e);
             (op(None).answer)(Err(e.clone()));
             broken = Some(e);
@@ -281,11 +286,11 @@ fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) ->
             }
         };
         let end = if keep {
-            "RELEASE op"
+            control(conn, "RELEASE op")
         } else {
-            "ROLLBACK TO op; RELEASE op"
+            control(conn, "ROLLBACK TO op").and_then(|()| control(conn, "RELEASE op"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             // SQLite ended the transaction itself: nothing of this batch is kept.
             broken = Some(Arc::new(e));
             break;
@@ -294,17 +299,27 @@ fn commit(conn: &Connection, first: Op, more: &mut dyn FnMut() -> Option<Op>) ->
     }
     let outcome = match broken {
         Some(e) => Err(e),
-        None => conn.execute_batch("COMMIT").map_err(Arc::new),
+        None => control(conn, "COMMIT").map_err(Arc::new),
     };
     if outcome.is_err() && !conn.is_autocommit() {
         // Leave the connection in autocommit mode whatever state the failure left it in.
         let _ = conn.execute_batch("ROLLBACK");
     }
     let committed = outcome.is_ok();
+    if committed {
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
     answers
         .into_iter()
         .for_each(|answer| answer(outcome.clone()));
     committed
+}
+
+/// Runs a transaction-control statement from the statement cache: `execute_batch` would parse
+/// it again each time, four times per write.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 #[cfg(test)]
