@@ -54,9 +54,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 pub(super) fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     // The whole body is checked for syntax first: a typed parse stops at the first wrong type,
     // so `{"username":5 BROKEN` would otherwise be a 422 instead of malformed JSON.
-    let syntax: serde_json::Value = serde_json::from_slice(raw).map_err(|e| malformed(&e))?;
+    // (Checked without building a `Value`: that allocated every string of the body.)
+    let syntax: Shape = serde_json::from_slice(raw).map_err(|e| malformed(&e))?;
     // serde accepts a struct written as an array; the API only takes objects.
-    if !syntax.is_object() {
+    if !syntax.is_object {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
             "must be a JSON object",
@@ -73,6 +74,66 @@ pub(super) fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// Whether a JSON document is an object; its contents are checked for syntax and skipped.
+struct Shape {
+    is_object: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Shape;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
+                use serde::de::IgnoredAny;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Shape { is_object: true })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape { is_object: false })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
