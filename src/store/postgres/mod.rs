@@ -69,6 +69,9 @@ pub struct PgStore {
 /// (the API answers 503): short, so that a database that is down is reported, not waited out.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pooled connection idle for this long is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl PgStore {
     /// Applies the migrations (see [`migrate`]), opens the pool, reads (or creates) the
     /// idempotency secret and starts the listener.
@@ -82,8 +85,19 @@ impl PgStore {
             .min_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A connection that the server dropped (restart, pg_terminate_backend) is found
-            // out before it is handed to an operation, which would otherwise fail once.
-            .test_before_acquire(true)
+            // out before it is handed to an operation, which would otherwise fail once; but
+            // only one that sat idle: a ping at every acquire is one more round trip for every
+            // operation, and a connection used within the last second that fails once after a
+            // restart answers 503, as the restart itself does.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         let idempotency_secret = idempotency_secret(&pool).await?;
