@@ -2,7 +2,8 @@
 //! one database standing for two replicas (see `common::pg`; skipped, saying so, where
 //! PostgreSQL cannot run): claims never shared and live leases never taken, expired ones taken
 //! over with their bookkeeping, fencing of the previous owner, resource locks exclusive across
-//! handles, all-or-none attempt starts, the next attempt in the same transaction, and
+//! handles, all-or-none attempt starts, the next attempt in the same transaction, a released
+//! lock handed to a waiter of its own replica unless another replica asked for it, and
 //! notifications that cross handles, also after the listener's connection was terminated.
 
 mod common;
@@ -856,4 +857,79 @@ async fn next_due_is_on_this_process_clock_and_counts_are_per_status() {
     let from_now = due - everestctl_api::store::now_ms();
     assert!((28_000..=30_000).contains(&from_now), "{from_now}");
     assert!(a.claim("worker-a", LEASE).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_lock_goes_to_a_waiter_of_its_own_replica_unless_another_replica_asked_for_it() {
+    let Some(db) = pg::database("a_lock_goes_to_a_waiter_of_its_own_replica").await else {
+        return;
+    };
+    let (a, b) = (open(&db).await, open(&db).await);
+    let mut conn = db.connect().await;
+    for id in ["job-1", "job-2", "job-3", "job-4"] {
+        insert_job(&mut conn, id, &["create_account", "set_password"], None).await;
+    }
+    let one = claim_when_due(&a, "worker-a").await.lease;
+    let two = claim_when_due(&a, "worker-a").await.lease;
+    let three = claim_when_due(&b, "worker-b").await.lease;
+    let four = claim_when_due(&a, "worker-a").await.lease;
+    let accounts = locks(&[ACCOUNTS]);
+    let Started::Attempt(first) = begin(&a, &one, start(0, "create_account"), &[ACCOUNTS]).await
+    else {
+        panic!("a free lock was refused");
+    };
+
+    // A waiter of the holder's own replica is started by the holder's end, in its commit.
+    assert!(matches!(
+        begin(&a, &two, start(0, "create_account"), &[ACCOUNTS]).await,
+        Started::Busy { .. }
+    ));
+    let parked = a.park(&two, start(0, "create_account"), &accounts, LEASE);
+    let finished = a
+        .finish_attempt_then(&one, succeeded(first, JobEnd::Continue), Then::Nothing, TTL)
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Ended);
+    let second = tokio::time::timeout(DELIVERY, parked.started)
+        .await
+        .expect("told at the commit")
+        .expect("the waiter's attempt was started");
+    assert_eq!(a.handed_off(&two, 0).await.unwrap(), Some(second));
+    assert_eq!(
+        held_locks(&mut conn).await,
+        [(ACCOUNTS.to_string(), two.job_id.clone())]
+    );
+
+    // Replica B is refused while job-2 holds the lock, and says it waits: job-2's end then
+    // leaves the lock free for all instead of handing it to A's own waiter.
+    assert!(matches!(
+        begin(&b, &three, start(0, "create_account"), &[ACCOUNTS]).await,
+        Started::Busy { .. }
+    ));
+    assert!(matches!(
+        begin(&a, &four, start(0, "create_account"), &[ACCOUNTS]).await,
+        Started::Busy { .. }
+    ));
+    let mut local = a.park(&four, start(0, "create_account"), &accounts, LEASE);
+    let finished = a
+        .finish_attempt_then(
+            &two,
+            succeeded(second, JobEnd::Continue),
+            Then::Nothing,
+            TTL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Ended);
+    assert!(held_locks(&mut conn).await.is_empty(), "the lock is free");
+    assert!(
+        local.started.try_recv().is_err(),
+        "nothing was started for A's waiter"
+    );
+    assert!(a.unpark(&local), "A's waiter is still parked");
+    assert_eq!(a.handed_off(&four, 0).await.unwrap(), None);
+    assert!(matches!(
+        begin(&b, &three, start(0, "create_account"), &[ACCOUNTS]).await,
+        Started::Attempt(_)
+    ));
 }
