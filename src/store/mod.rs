@@ -117,13 +117,6 @@ impl Store {
         })
     }
 
-    /// Whether this process's writes commit in the order they were made (SQLite's one writer
-    /// thread): a write made before another commits before it or with it, even when nobody
-    /// waits for its answer.
-    pub fn writes_in_order(&self) -> bool {
-        matches!(self.backend, Backend::Sqlite(_))
-    }
-
     /// Whether several processes may share this database (PostgreSQL).
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))

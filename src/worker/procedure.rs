@@ -61,8 +61,7 @@ impl Cli<'_> {
             crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
             return result;
         };
-        // The pid is recorded while the command runs, so that whoever takes the job over after
-        // a crash can stop the command.
+        // The pid is recorded while the command runs; the run's end is recorded after this write.
         let (report, reported) = oneshot::channel();
         let run = exec::run_reporting(spec, &limits, self.stop, Some(report));
         let record = async {
@@ -76,23 +75,7 @@ impl Cli<'_> {
                     "cannot record the command's pid; a crash now would leave it unstoppable");
             }
         };
-        let result = if attempt.store.writes_in_order() {
-            // Once the command ended, the record is moot: it is not waited for, and the end is
-            // written at once. The record was queued first, so it commits before or with the
-            // end (often in the same commit), never after it.
-            tokio::pin!(run, record);
-            let mut recorded = false;
-            loop {
-                tokio::select! {
-                    result = &mut run => break result,
-                    () = &mut record, if !recorded => recorded = true,
-                }
-            }
-        } else {
-            // Writes of separate transactions may commit in any order: this record must not
-            // land after (and over) the record of the attempt's next command.
-            tokio::join!(run, record).0
-        };
+        let (result, ()) = tokio::join!(run, record);
         crate::telemetry::cli_invocation(&spec.program, exit_class(&result));
         result
     }
