@@ -54,10 +54,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 pub(super) fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     // The whole body is checked for syntax first: a typed parse stops at the first wrong type,
     // so `{"username":5 BROKEN` would otherwise be a 422 instead of malformed JSON.
-    // (Checked without building a `Value`: that allocated every string of the body.)
-    let syntax: Shape = serde_json::from_slice(raw).map_err(|e| malformed(&e))?;
     // serde accepts a struct written as an array; the API only takes objects.
-    if !syntax.is_object {
+    if !is_object(raw).map_err(|e| malformed(&e))? {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
             "must be a JSON object",
@@ -76,64 +74,19 @@ pub(super) fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// Whether a JSON document is an object; its contents are checked for syntax and skipped.
-struct Shape {
-    is_object: bool,
-}
-
-impl<'de> serde::Deserialize<'de> for Shape {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Shape;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Shape, A::Error> {
-                use serde::de::IgnoredAny;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Shape { is_object: true })
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Shape, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-
-            fn visit_unit<E>(self) -> Result<Shape, E> {
-                Ok(Shape { is_object: false })
-            }
-        }
-        d.deserialize_any(Visit)
+/// Checks `raw` for JSON syntax without building a `Value` (which allocated every string of
+/// the body) and says whether it is an object. serde_json checks UTF-8 only in the strings it
+/// keeps, not in those it skips, so the body is checked first; an invalid one is parsed whole,
+/// for serde_json's error and position.
+fn is_object(raw: &[u8]) -> Result<bool, serde_json::Error> {
+    if std::str::from_utf8(raw).is_err() {
+        return serde_json::from_slice::<serde_json::Value>(raw).map(|v| v.is_object());
     }
+    serde_json::from_slice::<serde::de::IgnoredAny>(raw)?;
+    let first = raw
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    Ok(first == Some(&b'{'))
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
@@ -246,6 +199,39 @@ where
                 tracing::error!(error = %e.body_text(), "path parameters are missing");
                 Err(ApiError::Internal)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        #[allow(dead_code)]
+        username: String,
+    }
+
+    #[test]
+    fn a_body_is_a_whole_json_object_in_utf8() {
+        assert!(parse::<Body>(b" \n{\"username\": \"alice\", \"extra\": [1, {}]}").is_ok());
+        let not_object = parse::<Body>(b" [\"alice\"]");
+        assert!(
+            matches!(not_object, Err(ApiError::Validation(_))),
+            "{not_object:?}"
+        );
+        // Invalid UTF-8 in a field the typed parse would skip is still malformed JSON.
+        for raw in [
+            &b"{\"username\": \"alice\", \"extra\": \"\xff\"}"[..],
+            b"{\"username\": \"alice\"} x",
+            b"{\"username\": \"alice\", \"extra\": [1,]}",
+        ] {
+            let parsed = parse::<Body>(raw);
+            assert!(
+                matches!(&parsed, Err(ApiError::BadRequest(m)) if m.starts_with("malformed JSON")),
+                "{parsed:?}"
+            );
         }
     }
 }
