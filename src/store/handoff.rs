@@ -10,9 +10,8 @@
 //! are woken by the release notification and try again themselves, as every waiter did before.
 //!
 //! The waiter learns the outcome only from a commit: the holder sends the started attempt's id
-//! after its commit. Whatever else happens (the hand-off found the waiter's lease lost or another
-//! of its locks busy, the holder's transaction failed, the holder's task went away), the sender
-//! is dropped; the waiter then reads from the database whether its attempt started
+//! after its commit. Whatever else happens (the hand-off found the waiter's lease lost, the
+//! holder's transaction failed, the holder's task went away), the sender is dropped; the waiter then reads from the database whether its attempt started
 //! ([`super::Store::handed_off`]) and otherwise tries again itself.
 
 use std::collections::VecDeque;

@@ -381,7 +381,11 @@ impl JobRun {
                 .await?
             {
                 Started::Attempt(id) => return Ok(Some(id)),
-                Started::LeaseLost => return Ok(self.lease_lost()),
+                Started::LeaseLost => {
+                    self.stop.trigger(StopReason::LeaseLost);
+                    tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
+                    return Ok(None);
+                }
                 Started::Busy { name, holder } => {
                     tracing::debug!(job.id = %self.lease.job_id, lock = %name, holder = %holder, "waiting for a resource lock");
                 }
@@ -394,22 +398,23 @@ impl JobRun {
                 _ = tokio::time::sleep(pause) => (false, None),
                 answer = &mut parked.started => (false, Some(answer)),
             };
-            let answer = match answer {
+            let told = match answer {
                 Some(answer) => Some(answer),
                 // Not handed off yet: take the place back, unless a holder just took it (its
                 // answer then comes with its commit).
                 None if store.unpark(&parked) => None,
                 None => Some(parked.started.await),
             };
-            let handed_off = match answer {
-                Some(Ok(id)) => Some(id),
-                // Taken but not told: the holder's commit may still have started the attempt.
-                Some(Err(_)) => store.handed_off(&self.lease, start.position).await?,
-                None => None,
-            };
-            if handed_off.is_some() {
-                crate::telemetry::lock_handoff();
-                return Ok(handed_off);
+            if let Some(told) = told {
+                // Taken but not told an id: the holder's commit may still have started it.
+                let id = match told {
+                    Ok(id) => Some(id),
+                    Err(_) => store.handed_off(&self.lease, start.position).await?,
+                };
+                if id.is_some() {
+                    crate::telemetry::lock_handoff();
+                    return Ok(id);
+                }
             }
             if stopped {
                 // Decide as between steps.
@@ -418,12 +423,6 @@ impl JobRun {
             }
             pause = (pause * 2).min(Duration::from_millis(500));
         }
-    }
-
-    fn lease_lost(&self) -> Option<i64> {
-        self.stop.trigger(StopReason::LeaseLost);
-        tracing::warn!(job.id = %self.lease.job_id, "lease lost before the step started");
-        None
     }
 
     /// The record and verdict of a single command.

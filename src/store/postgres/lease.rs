@@ -167,14 +167,14 @@ pub(super) async fn requeue(conn: &mut PgConnection, job_id: &str) -> Result<()>
     Ok(())
 }
 
-/// Drops the resource locks a job holds; returns their names.
-pub(super) async fn delete_locks(conn: &mut PgConnection, job_id: &str) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("DELETE FROM resource_locks WHERE job_id = $1 RETURNING name")
-            .bind(job_id)
-            .fetch_all(conn)
-            .await?,
-    )
+/// Drops the resource locks a job holds; returns whether it held any.
+pub(super) async fn delete_locks(conn: &mut PgConnection, job_id: &str) -> Result<bool> {
+    let deleted = sqlx::query("DELETE FROM resource_locks WHERE job_id = $1")
+        .bind(job_id)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(deleted > 0)
 }
 
 /// The recorded commands of the job's attempts that did not end (or ended interrupted, their

@@ -413,7 +413,7 @@ async fn end_job(write: &mut Write, lease: &Lease, end: &JobEnd, ttl: Duration) 
         JobEnd::Requeue { reason } => {
             interrupt_attempts(write.conn(), id).await?;
             requeue(write.conn(), id).await?;
-            if !delete_locks(write.conn(), id).await?.is_empty() {
+            if delete_locks(write.conn(), id).await? {
                 write.released();
             }
             write
@@ -486,7 +486,7 @@ async fn end_job(write: &mut Write, lease: &Lease, end: &JobEnd, ttl: Duration) 
             .bind(id)
             .execute(write.conn())
             .await?;
-            if !delete_locks(write.conn(), id).await?.is_empty() {
+            if delete_locks(write.conn(), id).await? {
                 write.released();
             }
             if status == JobStatus::Canceled {

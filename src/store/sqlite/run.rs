@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::locks::take_locks;
+use super::writer::control;
 use super::{
     AttemptEnd, AttemptEnding, AttemptStart, Finished, JobEnd, Lease, Result, SqliteStore, Started,
     StepEnd, Then, Write, event, ms, now_ms,
@@ -325,14 +326,14 @@ fn start_locked(
     locks: &[String],
     lock_for: Duration,
 ) -> Result<std::result::Result<i64, (String, String)>> {
-    tx.prepare_cached("SAVEPOINT start")?.execute([])?;
+    control(tx, "SAVEPOINT start")?;
     if let Some(busy) = take_locks(tx, lease, locks, lock_for)? {
-        tx.prepare_cached("ROLLBACK TO start")?.execute([])?;
-        tx.prepare_cached("RELEASE start")?.execute([])?;
+        control(tx, "ROLLBACK TO start")?;
+        control(tx, "RELEASE start")?;
         return Ok(Err(busy));
     }
     let id = record_start(tx, lease, start)?;
-    tx.prepare_cached("RELEASE start")?.execute([])?;
+    control(tx, "RELEASE start")?;
     Ok(Ok(id))
 }
 

@@ -315,9 +315,9 @@ fn commit(
     committed
 }
 
-/// Runs a transaction-control statement from the statement cache: `execute_batch` would parse
-/// it again each time, four times per write.
-fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// Runs a transaction-control statement (or a savepoint's) from the statement cache:
+/// `execute_batch` would parse it again each time, four times per write.
+pub(super) fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
