@@ -36,7 +36,9 @@ impl Profile {
             Profiler::Perf => {
                 let mut c = Command::new("perf");
                 let out = dir.join(format!("perf-{phase}-run{run}.data"));
-                c.args(["record", "-F", "999", "-g", "-o"])
+                // DWARF unwinding: release builds keep no frame pointers, so
+                // `-g` would stop every stack at the first Rust frame.
+                c.args(["record", "-F", "999", "--call-graph", "dwarf", "-o"])
                     .arg(&out)
                     .args(["-p", &pid]);
                 eprintln!("   profiling with perf into {}", out.display());
