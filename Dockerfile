@@ -24,6 +24,8 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a change to the sources does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+# The bundled SQLite's compile-time options (LIBSQLITE3_FLAGS).
+COPY .cargo ./.cargo
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
