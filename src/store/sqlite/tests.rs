@@ -756,3 +756,22 @@ async fn a_released_lock_starts_the_parked_waiter_in_the_same_commit() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// The bundled SQLite carries the options of `.cargo/config.toml`: losing them (a build outside
+/// the project, a libsqlite3-sys that spells its flags differently) brings back the two
+/// process-wide mutexes the profile found on every allocation and every page fetch.
+#[test]
+fn the_bundled_sqlite_is_built_without_its_global_mutexes() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let used = |option: &str| -> bool {
+        conn.query_row("SELECT sqlite_compileoption_used(?)", [option], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert!(used("DEFAULT_MEMSTATUS=0"), "memory statistics are on");
+    assert!(
+        !used("ENABLE_MEMORY_MANAGEMENT"),
+        "connections share one page cache"
+    );
+}
